@@ -1,0 +1,226 @@
+"""Turns validated manifest documents into the DesiredState model.
+
+Pure apart from ``read_file``, a callable the caller passes in to read env files, secret files and
+TLS files from the checkout (see manifests.read_repo_file, which keeps every path inside it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from gitops.manifests import Document, ManifestError, RepoPathError
+from gitops.model import (
+    LOCAL_HOST,
+    Dependency,
+    DesiredState,
+    EnvVar,
+    HealthCheck,
+    HostSpec,
+    Mount,
+    NetworkAttachment,
+    NetworkSpec,
+    Port,
+    ProjectSpec,
+    ServiceSpec,
+    TlsConfig,
+    UpdatePolicy,
+    VolumeSpec,
+)
+from gitops.units import parse_duration, parse_size
+from gitops.validate import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
+
+ReadFile = Callable[[str, str], str]  # (manifest file, relative path) -> text; raises RepoPathError
+ResolvePath = Callable[[str, str], str]  # (manifest file, relative path) -> absolute path
+
+
+def _command(value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return ("/bin/sh", "-c", value)
+    return tuple(str(v) for v in value)
+
+
+def _pairs(mapping: dict[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((str(k), str(v)) for k, v in (mapping or {}).items()))
+
+
+def _scalar_env(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def parse_env_file(text: str) -> list[tuple[int, str, str]]:
+    """KEY=VALUE lines as docker's --env-file reads them: # comments and blank lines skipped,
+    no quote processing. Returns (line, key, value); raises ValueError on a malformed line."""
+    out = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not all(
+                c.isalnum() or c == "_" for c in key):
+            raise ValueError(f"line {number}: expected KEY=VALUE")
+        out.append((number, key, value))
+    return out
+
+
+class _Builder:
+    def __init__(self, docs: Sequence[Document], read_file: ReadFile, resolve_path: ResolvePath) -> None:
+        self.docs = docs
+        self.read_file = read_file
+        self.resolve_path = resolve_path
+        self.errors: list[ManifestError] = []
+
+    def of_kind(self, kind: str) -> list[Document]:
+        return sorted((d for d in self.docs if d.kind == kind), key=lambda d: d.name)
+
+    def env(self, doc: Document, spec: dict[str, Any]) -> tuple[EnvVar, ...]:
+        values: dict[str, EnvVar] = {}
+        files = spec.get("envFile") or []
+        for i, rel in enumerate([files] if isinstance(files, str) else files):
+            path = ("spec", "envFile") if isinstance(files, str) else ("spec", "envFile", i)
+            try:
+                for _, key, value in parse_env_file(self.read_file(doc.file, rel)):
+                    values[key] = EnvVar(key, value)
+            except (RepoPathError, ValueError) as exc:
+                self.errors.append(doc.error(path, f"{_dotted(path)}: {exc}"))
+        for key, value in (spec.get("env") or {}).items():  # explicit env wins over env files
+            if isinstance(value, dict):
+                try:
+                    secret = self.read_file(doc.file, value["secretFile"]).rstrip("\r\n")
+                except RepoPathError as exc:
+                    self.errors.append(doc.error(("spec", "env", key, "secretFile"),
+                                                 f"spec.env.{key}.secretFile: {exc}"))
+                    continue
+                values[key] = EnvVar(key, secret, secret=True)
+            else:
+                values[key] = EnvVar(key, _scalar_env(value))
+        return tuple(values[k] for k in sorted(values))
+
+    def healthcheck(self, spec: dict[str, Any]) -> HealthCheck | None:
+        hc = spec.get("healthcheck")
+        if not hc:
+            return None
+        interval = parse_duration(hc.get("interval", "5s"))
+        timeout = parse_duration(hc.get("timeout", "3s"))
+        retries = int(hc.get("retries", 3))
+        start_period = parse_duration(hc.get("startPeriod", "0s"))
+        if "exec" in hc:
+            cmd = hc["exec"]
+            command = ("CMD-SHELL", cmd) if isinstance(cmd, str) else ("CMD", *cmd)
+            return HealthCheck("exec", command=tuple(command), interval=interval, timeout=timeout,
+                               retries=retries, start_period=start_period)
+        kind: Literal["http", "tcp"] = "http" if "http" in hc else "tcp"
+        probe = hc[kind]
+        return HealthCheck(kind, port=probe["port"], path=probe.get("path", "/"), status=probe.get("status"),
+                           interval=interval, timeout=timeout, retries=retries, start_period=start_period)
+
+    def service(self, doc: Document, defaults: dict[str, Any], hosts: list[Document],
+                project_self_heal: bool) -> ServiceSpec:
+        spec = merged_service_spec(doc, defaults)
+        update = spec.get("update") or {}
+        res = spec.get("resources") or {}
+        networks = []
+        for net in spec.get("networks") or []:
+            if isinstance(net, str):
+                networks.append(NetworkAttachment(net))
+            else:
+                networks.append(NetworkAttachment(net["name"], tuple(net.get("aliases") or ())))
+        return ServiceSpec(
+            name=doc.name,
+            image=spec["image"],
+            pull_policy=spec.get("pullPolicy", "missing"),
+            command=_command(spec.get("command")),
+            entrypoint=_command(spec.get("entrypoint")),
+            env=self.env(doc, spec),
+            working_dir=spec.get("workingDir", ""),
+            user=spec.get("user", ""),
+            hostname=spec.get("hostname", ""),
+            ports=tuple(Port(p["container"], p.get("host"), p.get("protocol", "tcp"), p.get("hostIp", ""))
+                        for p in spec.get("ports") or []),
+            mounts=tuple(Mount(m["type"], m["target"], m.get("source", ""), m.get("readOnly", False),
+                               parse_size(m["size"]) if "size" in m else None)
+                         for m in spec.get("mounts") or []),
+            networks=tuple(networks),
+            labels=_pairs(spec.get("labels")),
+            cpus=res.get("cpus"),
+            memory=parse_size(res["memory"]) if "memory" in res else None,
+            memory_reservation=parse_size(res["memoryReservation"]) if "memoryReservation" in res else None,
+            restart=spec.get("restart", "unless-stopped"),
+            stop_signal=spec.get("stopSignal", ""),
+            stop_grace_period=parse_duration(spec.get("stopGracePeriod", "10s")),
+            replicas=spec.get("replicas", 1),
+            hosts=tuple(place(spec, hosts)),
+            healthcheck=self.healthcheck(spec),
+            update=UpdatePolicy(
+                parallelism=update.get("parallelism", 1),
+                order=update_order(spec),  # type: ignore[arg-type]
+                min_healthy_time=parse_duration(update.get("minHealthyTime", "0s")),
+                healthy_deadline=parse_duration(update.get("healthyDeadline", "1m")),
+                failure_action=update.get("failureAction", "rollback"),
+            ),
+            depends_on=tuple(Dependency(s, c) for s, c in depends_on(spec)),  # type: ignore[arg-type]
+            self_heal=spec.get("selfHeal", project_self_heal),
+            privileged=spec.get("privileged", False),
+            network_mode=spec.get("networkMode", ""),
+            pid=spec.get("pid", ""), ipc=spec.get("ipc", ""), uts=spec.get("uts", ""),
+            userns=spec.get("userns", ""),
+            cap_add=tuple(spec.get("capAdd") or ()), cap_drop=tuple(spec.get("capDrop") or ()),
+            devices=tuple(spec.get("devices") or ()), security_opt=tuple(spec.get("securityOpt") or ()),
+            read_only_rootfs=spec.get("readOnlyRootfs", False),
+        )
+
+    def host(self, doc: Document) -> HostSpec:
+        spec = spec_of(doc)
+        tls = None
+        if spec.get("tls"):
+            raw = spec["tls"]
+            paths = {}
+            for key in ("ca", "cert", "key"):
+                if key in raw:
+                    try:
+                        paths[key] = self.resolve_path(doc.file, raw[key])
+                    except RepoPathError as exc:
+                        self.errors.append(doc.error(("spec", "tls", key), f"spec.tls.{key}: {exc}"))
+            tls = TlsConfig(verify=raw.get("verify", True), **paths)
+        return HostSpec(doc.name, spec["url"], tls, spec.get("insecure", False), _pairs(spec.get("labels")))
+
+    def build(self) -> DesiredState:
+        projects = self.of_kind("Project")
+        pspec = spec_of(projects[0]) if projects else {}
+        project = ProjectSpec(
+            name=projects[0].name if projects else "",
+            prune=pspec.get("prune", False),
+            self_heal=pspec.get("selfHeal", True),
+            allow=frozenset((pspec.get("policy") or {}).get("allow") or ()),
+        )
+        host_docs = self.of_kind("Host")
+        hosts = tuple(self.host(d) for d in host_docs) or (HostSpec(LOCAL_HOST, ""),)
+        networks = tuple(NetworkSpec(d.name, spec_of(d).get("driver", "bridge"), spec_of(d).get("internal", False),
+                                     spec_of(d).get("attachable", False), spec_of(d).get("subnet", ""),
+                                     _pairs(labels_of(d)))
+                         for d in self.of_kind("Network"))
+        volumes = tuple(VolumeSpec(d.name, spec_of(d).get("driver", "local"), _pairs(spec_of(d).get("options")),
+                                   _pairs(labels_of(d)), spec_of(d).get("remove", False))
+                        for d in self.of_kind("Volume"))
+        defaults = pspec.get("defaults") or {}
+        services = tuple(self.service(d, defaults, host_docs, project.self_heal) for d in self.of_kind("Service"))
+        return DesiredState(project, hosts, networks, volumes, services)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    from gitops.schema import format_path
+
+    return format_path(path)
+
+
+def build_desired(docs: Sequence[Document], *, read_file: ReadFile,
+                  resolve_path: ResolvePath) -> tuple[DesiredState, list[ManifestError]]:
+    builder = _Builder(docs, read_file, resolve_path)
+    state = builder.build()
+    return state, sorted(set(builder.errors))

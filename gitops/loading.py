@@ -1,0 +1,65 @@
+"""From a folder of manifests to a DesiredState, or to every error that stands in the way.
+
+The stages, each reporting all its errors before the next runs:
+  safe YAML (manifests) -> JSON Schema (schema) -> semantic checks and policy (validate)
+  -> model, reading env/secret/TLS files inside the checkout (desired)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitops.desired import build_desired
+from gitops.manifests import (
+    DEFAULT_LIMITS,
+    Limits,
+    ManifestError,
+    load_documents,
+    read_repo_file,
+    resolve_inside,
+)
+from gitops.model import DesiredState
+from gitops.schema import validate_documents
+from gitops.validate import check_documents
+
+
+@dataclass
+class LoadOutcome:
+    root: Path
+    desired: DesiredState | None
+    errors: list[ManifestError] = field(default_factory=list)
+    documents: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.desired is not None and not self.errors
+
+
+def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS) -> LoadOutcome:
+    """Load, validate and model the manifests below ``root``. ``desired`` is None when any error is found."""
+    root = Path(root)
+    loaded = load_documents(root, limits=limits)
+    valid, schema_errors = validate_documents(loaded.documents)
+    errors = loaded.errors + schema_errors
+    valid_ids = {id(d) for d in valid}
+    broken = [d for d in loaded.documents if id(d) not in valid_ids]
+    errors += check_documents(valid, broken=broken)
+    outcome = LoadOutcome(root, None, errors, len(loaded.documents))
+    if errors:
+        outcome.errors = sorted(set(errors))
+        return outcome
+
+    def read(base: str, relative: str) -> str:
+        return read_repo_file(root, relative, base=base, limits=limits)
+
+    def resolve(base: str, relative: str) -> str:
+        return str(resolve_inside(root, relative, base=base))
+
+    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve)
+    if build_errors:
+        outcome.errors = build_errors
+        return outcome
+    outcome.desired = DesiredState(desired.project, desired.hosts, desired.networks, desired.volumes,
+                                   desired.services, revision)
+    return outcome

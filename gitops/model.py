@@ -1,0 +1,341 @@
+"""The data the reconciler reasons about: desired state from manifests, observed state from hosts.
+
+Frozen dataclasses only; no I/O. The spec hash of a service is the sha256 of its canonical form, in
+which secret values are replaced by a keyed digest, so a changed secret changes the hash while the
+value itself never reaches a label, a plan or a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+LABEL_PREFIX = "io.gitops."
+LABEL_MANAGED = LABEL_PREFIX + "managed"
+LABEL_PROJECT = LABEL_PREFIX + "project"
+LABEL_SERVICE = LABEL_PREFIX + "service"
+LABEL_SLOT = LABEL_PREFIX + "slot"
+LABEL_SPEC_HASH = LABEL_PREFIX + "spec-hash"
+LABEL_REVISION = LABEL_PREFIX + "revision"
+LABEL_SPEC = LABEL_PREFIX + "spec"  # canonical spec (secrets masked), for field-level diffs
+LABEL_KIND = LABEL_PREFIX + "kind"  # container | network | volume
+LABEL_NAME = LABEL_PREFIX + "name"  # network / volume manifest name
+
+LOCAL_HOST = "local"
+
+Condition = Literal["started", "healthy"]
+UpdateOrder = Literal["start-first", "stop-first"]
+FailureAction = Literal["rollback", "pause"]
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def secret_digest(name: str, value: str) -> str:
+    """Stand-in for a secret value in hashes and labels: changes with the value, reveals nothing useful.
+
+    Keyed by the variable name so equal values of two variables look different.
+    """
+    return "secret:" + hmac.new(name.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    name: str
+    value: str = field(repr=False)  # never in a repr: tracebacks and debug logs would show secrets
+    secret: bool = False
+
+    def canonical(self) -> str:
+        return secret_digest(self.name, self.value) if self.secret else self.value
+
+
+@dataclass(frozen=True)
+class Port:
+    container: int
+    host: int | None = None
+    protocol: str = "tcp"
+    host_ip: str = ""
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: Literal["volume", "bind", "tmpfs"]
+    target: str
+    source: str = ""
+    read_only: bool = False
+    size: int | None = None  # tmpfs bytes
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    kind: Literal["exec", "http", "tcp"]
+    command: tuple[str, ...] = ()  # exec: ('CMD', ...) or ('CMD-SHELL', 'script')
+    port: int = 0  # http/tcp: container port, probed through its published host port
+    path: str = "/"
+    status: int | None = None  # http: expected status; None means any 2xx/3xx
+    interval: float = 5.0
+    timeout: float = 3.0
+    retries: int = 3
+    start_period: float = 0.0
+
+    def deadline(self) -> float:
+        """Longest time Docker can take to call a container unhealthy: start period + retries x interval.
+
+        Each try may also run for up to ``timeout``, so that is added per retry too.
+        """
+        return self.start_period + self.retries * (self.interval + self.timeout)
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    parallelism: int = 1
+    order: UpdateOrder = "start-first"
+    min_healthy_time: float = 0.0
+    healthy_deadline: float = 60.0
+    failure_action: FailureAction = "rollback"
+
+
+@dataclass(frozen=True)
+class Dependency:
+    service: str
+    condition: Condition = "started"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    image: str
+    pull_policy: Literal["missing", "always", "never"] = "missing"
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[EnvVar, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    ports: tuple[Port, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    networks: tuple[NetworkAttachment, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    cpus: float | None = None
+    memory: int | None = None
+    memory_reservation: int | None = None
+    restart: str = "unless-stopped"
+    stop_signal: str = ""
+    stop_grace_period: float = 10.0
+    replicas: int = 1
+    hosts: tuple[str, ...] = ()  # placement, resolved to host names
+    healthcheck: HealthCheck | None = None
+    update: UpdatePolicy = field(default_factory=UpdatePolicy)
+    depends_on: tuple[Dependency, ...] = ()
+    self_heal: bool = True
+    privileged: bool = False
+    network_mode: str = ""
+    pid: str = ""
+    ipc: str = ""
+    uts: str = ""
+    userns: str = ""
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    security_opt: tuple[str, ...] = ()
+    read_only_rootfs: bool = False
+
+    def container_config(self) -> dict[str, Any]:
+        """What a container of this service is made of: the fields whose change means a new container.
+
+        Rollout settings (replicas, placement, update policy, dependencies, self-heal) are left out:
+        changing them must not recreate containers. Secret values are masked.
+        """
+        hc = self.healthcheck
+        config: dict[str, Any] = {
+            "image": self.image,
+            "command": list(self.command) if self.command is not None else None,
+            "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
+            "env": {e.name: e.canonical() for e in self.env},
+            "workingDir": self.working_dir,
+            "user": self.user,
+            "hostname": self.hostname,
+            "ports": [[p.container, p.host, p.protocol, p.host_ip] for p in self.ports],
+            "mounts": [[m.type, m.source, m.target, m.read_only, m.size] for m in self.mounts],
+            "networks": {n.name: sorted(n.aliases) for n in self.networks},
+            "labels": dict(self.labels),
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "memoryReservation": self.memory_reservation,
+            "restart": self.restart,
+            "stopSignal": self.stop_signal,
+            "stopGracePeriod": self.stop_grace_period,
+            "healthcheck": None if hc is None else {
+                "kind": hc.kind, "command": list(hc.command), "port": hc.port, "path": hc.path,
+                "status": hc.status, "interval": hc.interval, "timeout": hc.timeout,
+                "retries": hc.retries, "startPeriod": hc.start_period,
+            },
+            "privileged": self.privileged,
+            "networkMode": self.network_mode,
+            "pid": self.pid, "ipc": self.ipc, "uts": self.uts, "userns": self.userns,
+            "capAdd": sorted(self.cap_add), "capDrop": sorted(self.cap_drop),
+            "devices": list(self.devices), "securityOpt": list(self.security_opt),
+            "readOnlyRootfs": self.read_only_rootfs,
+        }
+        return config
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.container_config()).encode()).hexdigest()
+
+    @property
+    def secret_names(self) -> frozenset[str]:
+        return frozenset(e.name for e in self.env if e.secret)
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca: str = ""  # absolute paths on the reconciler, resolved inside the checkout at load time
+    cert: str = ""
+    key: str = ""
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    url: str
+    tls: TlsConfig | None = None
+    insecure: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    name: str
+    driver: str = "bridge"
+    internal: bool = False
+    attachable: bool = False
+    subnet: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {"driver": self.driver, "internal": self.internal, "attachable": self.attachable,
+                "subnet": self.subnet, "labels": dict(self.labels)}
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(canonical_json(self.config()).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    name: str
+    driver: str = "local"
+    options: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    remove: bool = False
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    name: str
+    prune: bool = False
+    self_heal: bool = True
+    allow: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One container the desired state asks for: replica ``slot`` of ``service`` on ``host``."""
+
+    service: str
+    host: str
+    slot: int
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    project: ProjectSpec
+    hosts: tuple[HostSpec, ...]
+    networks: tuple[NetworkSpec, ...]
+    volumes: tuple[VolumeSpec, ...]
+    services: tuple[ServiceSpec, ...]
+    revision: str = ""
+
+    def service(self, name: str) -> ServiceSpec:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(name)
+
+    def instances(self, service: ServiceSpec) -> list[Instance]:
+        """Replicas spread evenly over the service's hosts, in host order: slot i on hosts[i % n]."""
+        if not service.hosts:
+            return []
+        return [Instance(service.name, service.hosts[i % len(service.hosts)], i)
+                for i in range(service.replicas)]
+
+    def all_instances(self) -> list[Instance]:
+        return [inst for svc in self.services for inst in self.instances(svc)]
+
+
+# --- observed ----------------------------------------------------------------------------------------
+
+Health = Literal["healthy", "unhealthy", "starting", "none"]
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    host: str
+    id: str
+    name: str
+    service: str
+    slot: int
+    spec_hash: str
+    revision: str
+    state: str  # created | running | exited | restarting | paused | dead | removing
+    health: Health
+    image: str
+    spec_json: str = ""  # the canonical spec label, for field-level diffs
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "restarting")
+
+
+@dataclass(frozen=True)
+class ObservedObject:
+    """A managed network or volume."""
+
+    host: str
+    kind: Literal["network", "volume"]
+    name: str  # manifest name
+    docker_name: str
+    spec_hash: str = ""
+
+
+@dataclass(frozen=True)
+class HostObservation:
+    host: str
+    reachable: bool
+    error: str = ""
+    containers: tuple[ObservedContainer, ...] = ()
+    networks: tuple[ObservedObject, ...] = ()
+    volumes: tuple[ObservedObject, ...] = ()
+
+
+@dataclass(frozen=True)
+class ObservedState:
+    hosts: tuple[HostObservation, ...] = ()
+
+    def host(self, name: str) -> HostObservation | None:
+        for obs in self.hosts:
+            if obs.host == name:
+                return obs
+        return None

@@ -1,0 +1,171 @@
+"""JSON Schema validation of manifest documents, with errors a person can act on.
+
+The schemas in ``schemas/`` are the single source of truth of the format. This module only maps the
+validator's errors to ``FILE:LINE:COL: path: message`` and adds suggestions for misspelt keys.
+Pure: no docker, git, network or clock.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+
+from gitops.manifests import Document, JsonPath, ManifestError
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+KIND_SCHEMAS = {"Project": "project", "Host": "host", "Service": "service", "Network": "network",
+                "Volume": "volume"}
+API_VERSION = "gitops/v1"
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        contents = json.loads(path.read_text(encoding="utf-8"))
+        if "$id" in contents:
+            resources.append((contents["$id"], Resource.from_contents(contents)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator_for(kind: str) -> Draft202012Validator:
+    schema = json.loads((SCHEMA_DIR / f"{KIND_SCHEMAS[kind]}.json").read_text(encoding="utf-8"))
+    return Draft202012Validator(schema, registry=_registry())
+
+
+def schema_for(kind: str) -> dict[str, Any]:
+    schema: dict[str, Any] = validator_for(kind).schema
+    return schema
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _known_properties(error: ValidationError) -> list[str]:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    props = schema.get("properties", {})
+    return sorted(props) if isinstance(props, dict) else []
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(error: ValidationError) -> str:
+    """A shorter, clearer message than jsonschema's default for the common validators."""
+    validator = error.validator
+    if validator == "enum":
+        return f"{_short(error.instance)} is not one of {list(error.validator_value)}"
+    if validator == "const":
+        return f"must be {error.validator_value!r}, not {_short(error.instance)}"
+    if validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"expected {expected}, got {type_name(error.instance)} {_short(error.instance)}"
+    if validator == "pattern":
+        hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+        if hint:
+            return f"{_short(error.instance)} is not valid: {hint}"
+        return f"{_short(error.instance)} does not match {error.validator_value}"
+    if validator == "required":
+        return error.message
+    return error.message
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _errors_for(doc: Document, error: ValidationError) -> list[ManifestError]:
+    path: JsonPath = tuple(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = _known_properties(error)
+        out = []
+        for key in sorted(set(error.instance) - set(known)):
+            prefix = format_path((*path, key))
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            text = f"{prefix}: unknown field '{key}'"
+            text += f"; did you mean '{hint[0]}'?" if hint else f" (allowed: {', '.join(known)})"
+            out.append(doc.error((*path, key), text, key=True))
+        return out
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # Report the branch that got furthest, not "is not valid under any of the given schemas".
+        deepest = best_match(error.context)
+        if deepest is not None and deepest.validator not in ("not",):
+            return _errors_for(doc, deepest)
+        if error.validator == "oneOf" and isinstance(error.instance, dict):
+            return [doc.error(path, f"{format_path(path)}: set exactly one of "
+                              f"{', '.join(sorted(_one_of_keys(error)))}")]
+    prefix = format_path(path)
+    message = _describe(error)
+    return [doc.error(path, f"{prefix}: {message}" if prefix else message)]
+
+
+def _one_of_keys(error: ValidationError) -> set[str]:
+    keys: set[str] = set()
+    for branch in error.validator_value:
+        keys.update(branch.get("required", []))
+    return keys
+
+
+def validate_document(doc: Document) -> list[ManifestError]:
+    """Schema errors of one document, all of them, each located."""
+    data = doc.data
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        if api is None:
+            return [doc.error((), f"not a gitops manifest: apiVersion is missing (expected '{API_VERSION}')")]
+        return [doc.error(("apiVersion",), f"apiVersion: {_short(api)} is not supported; use '{API_VERSION}'")]
+    kind = data.get("kind")
+    if kind not in KIND_SCHEMAS:
+        hint = difflib.get_close_matches(str(kind), list(KIND_SCHEMAS), n=1, cutoff=0.6)
+        text = f"kind: {_short(kind)} is not one of {list(KIND_SCHEMAS)}"
+        return [doc.error(("kind",), text + (f"; did you mean '{hint[0]}'?" if hint else ""))]
+    out: list[ManifestError] = []
+    for error in validator_for(kind).iter_errors(data):
+        out.extend(_errors_for(doc, error))
+    return sorted(set(out))
+
+
+def validate_documents(docs: Iterable[Document]) -> tuple[list[Document], list[ManifestError]]:
+    """Split documents into those valid against their schema and the errors of the others."""
+    good: list[Document] = []
+    errors: list[ManifestError] = []
+    for doc in docs:
+        found = validate_document(doc)
+        if found:
+            errors.extend(found)
+        else:
+            good.append(doc)
+    return good, errors

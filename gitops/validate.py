@@ -1,0 +1,515 @@
+"""Semantic checks and security policy over schema-valid documents.
+
+Runs after the JSON Schema: unique names, references, dependency cycles, port clashes, update
+order against fixed host ports, values that parse, and the policy of SECURITY.md item 4. Every
+error is located at the field it is about. Pure: no docker, git, network or clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from gitops.manifests import Document, ManifestError
+from gitops.model import LABEL_PREFIX, LOCAL_HOST
+from gitops.units import parse_duration, parse_size
+
+# --- policy ------------------------------------------------------------------------------------------
+
+POLICY_RULES: dict[str, str] = {
+    "privileged": "a privileged container is root on the host",
+    "host-network": "sharing the host's network namespace bypasses network isolation",
+    "host-pid": "sharing the host's PID namespace lets the container see and signal host processes",
+    "host-ipc": "sharing the host's IPC namespace exposes host shared memory",
+    "host-uts": "sharing the host's UTS namespace lets the container change the host name",
+    "host-userns": "leaving the user namespace maps container root to host root",
+    "cap-add": "this capability is outside the allowlist",
+    "devices": "passing host devices gives direct hardware access",
+    "seccomp-unconfined": "turning seccomp off exposes every system call",
+    "apparmor-unconfined": "turning AppArmor off removes the mandatory access control profile",
+    "sensitive-bind-mount": "bind-mounting this host path exposes or lets the container change the host",
+    "docker-socket-mount": "the Docker or containerd socket is root on the host",
+    "volume-bind-option": "a local volume with o=bind or device= is a bind mount of a host path",
+}
+
+# Docker's default capability set: adding one back after a capDrop is harmless.
+CAPABILITY_ALLOWLIST = frozenset({
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
+    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+})
+
+_SENSITIVE_TREES = ("/etc", "/proc", "/sys", "/root", "/var/lib/docker", "/var/lib/containerd", "/boot",
+                    "/dev")
+_SOCKET_NAMES = ("docker.sock", "containerd.sock", "dockershim.sock", "cri-dockerd.sock", "podman.sock")
+_SOCKET_DIRS = ("/run/docker", "/run/containerd", "/run/podman")
+_SOCKET_PATHS = ("/run/docker.sock", "/run/containerd/containerd.sock")
+
+
+def normalize_host_path(path: str) -> str:
+    """Canonical form of an absolute host path: '//var/run/' -> '/run', '/a/./b/../c' -> '/a/c'."""
+    squashed = "/" + "/".join(part for part in path.split("/") if part)
+    norm = posixpath.normpath(squashed)
+    if norm == "/var/run" or norm.startswith("/var/run/"):
+        norm = "/run" + norm[len("/var/run"):]
+    return norm
+
+
+def classify_bind_source(path: str) -> list[str]:
+    """Every policy rule a bind mount of ``path`` breaks (none when it is harmless).
+
+    One path can break two rules: '/' is a sensitive tree and also holds the Docker socket, so
+    allowing one rule must not let the other through.
+    """
+    norm = normalize_host_path(path)
+    rules = []
+    base = posixpath.basename(norm)
+    holds_socket = (
+        base in _SOCKET_NAMES
+        or any(norm == d or norm.startswith(d + "/") for d in _SOCKET_DIRS)
+        # a parent of a socket (/, /run, /var/run) hands out the socket too
+        or any(sock == norm or sock.startswith(norm.rstrip("/") + "/") for sock in _SOCKET_PATHS)
+    )
+    if holds_socket:
+        rules.append("docker-socket-mount")
+    if norm == "/" or any(norm == tree or norm.startswith(tree + "/") or tree.startswith(norm + "/")
+                          for tree in _SENSITIVE_TREES):
+        rules.append("sensitive-bind-mount")
+    return rules
+
+
+@dataclass(frozen=True)
+class PolicyViolation:
+    rule: str
+    path: tuple[str | int, ...]
+    detail: str
+
+
+def policy_violations(spec: dict[str, Any], *, extra_caps: Iterable[str] = ()) -> list[PolicyViolation]:
+    """Dangerous settings in a (merged) service spec, each with the rule that refuses it."""
+    out: list[PolicyViolation] = []
+    if spec.get("privileged") is True:
+        out.append(PolicyViolation("privileged", ("spec", "privileged"), "privileged: true"))
+    if spec.get("networkMode") == "host":
+        out.append(PolicyViolation("host-network", ("spec", "networkMode"), "networkMode: host"))
+    for field_name, rule in (("pid", "host-pid"), ("ipc", "host-ipc"), ("uts", "host-uts"),
+                             ("userns", "host-userns")):
+        if spec.get(field_name) == "host":
+            out.append(PolicyViolation(rule, ("spec", field_name), f"{field_name}: host"))
+    allowed_caps = CAPABILITY_ALLOWLIST | set(extra_caps)
+    for i, cap in enumerate(spec.get("capAdd", [])):
+        name = cap.removeprefix("CAP_")
+        if name not in allowed_caps:
+            out.append(PolicyViolation("cap-add", ("spec", "capAdd", i), f"capAdd {cap}"))
+    for i, dev in enumerate(spec.get("devices", [])):
+        out.append(PolicyViolation("devices", ("spec", "devices", i), f"device {dev}"))
+    for i, opt in enumerate(spec.get("securityOpt", [])):
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value == "unconfined":
+            out.append(PolicyViolation("seccomp-unconfined", ("spec", "securityOpt", i), opt))
+        elif key == "apparmor" and value == "unconfined":
+            out.append(PolicyViolation("apparmor-unconfined", ("spec", "securityOpt", i), opt))
+    for i, mount in enumerate(spec.get("mounts", [])):
+        if mount.get("type") == "bind" and isinstance(mount.get("source"), str):
+            for rule in classify_bind_source(mount["source"]):
+                out.append(PolicyViolation(rule, ("spec", "mounts", i, "source"),
+                                           f"bind mount of {mount['source']}"))
+    return out
+
+
+def volume_policy_violations(spec: dict[str, Any]) -> list[PolicyViolation]:
+    out = []
+    if spec.get("driver", "local") == "local":
+        for key, value in sorted((spec.get("options") or {}).items()):
+            # device=/host/path (with or without o=bind) mounts a host path; device=tmpfs or an NFS
+            # export (device=:/export) does not.
+            if (key == "device" and value.startswith("/")) or (key == "o" and "bind" in value.split(",")):
+                out.append(PolicyViolation("volume-bind-option", ("spec", "options", key),
+                                           f"option {key}={value}"))
+    return out
+
+
+def _policy_message(v: PolicyViolation) -> str:
+    from gitops.schema import format_path
+
+    return (f"{format_path(v.path)}: {v.detail} refused by policy rule '{v.rule}' ({POLICY_RULES[v.rule]}); "
+            f"if this is intended, add '{v.rule}' to spec.policy.allow of the Project")
+
+
+# --- helpers shared with desired.py -------------------------------------------------------------------
+
+
+def spec_of(doc: Document) -> dict[str, Any]:
+    spec = doc.data.get("spec")
+    return spec if isinstance(spec, dict) else {}
+
+
+def labels_of(doc: Document) -> dict[str, str]:
+    labels = spec_of(doc).get("labels") or {}
+    return dict(labels)
+
+
+def merged_service_spec(doc: Document, defaults: dict[str, Any]) -> dict[str, Any]:
+    """A service's spec with the Project's defaults filled in (one level deep for mappings)."""
+    spec = dict(spec_of(doc))
+    for key, value in defaults.items():
+        if key not in spec:
+            spec[key] = value
+        elif isinstance(value, dict) and isinstance(spec[key], dict):
+            spec[key] = {**value, **spec[key]}
+    return spec
+
+
+def place(spec: dict[str, Any], hosts: Sequence[Document]) -> list[str]:
+    """Host names a service may run on: its explicit list, the hosts its selector matches, else all."""
+    if not hosts:
+        return [LOCAL_HOST]
+    placement = spec.get("placement") or {}
+    if placement.get("hosts"):
+        return list(placement["hosts"])
+    selector = placement.get("selector") or {}
+    names = []
+    for host in sorted(hosts, key=lambda h: h.name):
+        labels = labels_of(host)
+        if all(labels.get(k) == v for k, v in selector.items()):
+            names.append(host.name)
+    return names
+
+
+def depends_on(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    out = []
+    for dep in spec.get("dependsOn") or []:
+        if isinstance(dep, str):
+            out.append((dep, "started"))
+        else:
+            out.append((dep["service"], dep.get("condition", "started")))
+    return out
+
+
+def network_names(spec: dict[str, Any]) -> list[str]:
+    return [n if isinstance(n, str) else n["name"] for n in spec.get("networks") or []]
+
+
+def update_order(spec: dict[str, Any]) -> str:
+    """Explicit order, else start-first unless a fixed host port forces stop-first."""
+    order = (spec.get("update") or {}).get("order")
+    if order:
+        return str(order)
+    return "stop-first" if any(p.get("host") for p in spec.get("ports") or []) else "start-first"
+
+
+# --- the checks ---------------------------------------------------------------------------------------
+
+
+def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Every elementary cycle reachable by DFS, each once, as [a, b, ..., a]. Iterative (no recursion)."""
+    cycles: list[list[str]] = []
+    seen_cycles: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1 = on stack, 2 = done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        path: list[str] = [start]
+        state[start] = 1
+        while stack:
+            node, i = stack[-1]
+            children = sorted(graph.get(node, []))
+            if i < len(children):
+                stack[-1] = (node, i + 1)
+                child = children[i]
+                if state.get(child) == 1:
+                    cycle = path[path.index(child):] + [child]
+                    key = frozenset(cycle)
+                    if key not in seen_cycles:
+                        seen_cycles.add(key)
+                        cycles.append(cycle)
+                elif not state.get(child) and child in graph:
+                    state[child] = 1
+                    path.append(child)
+                    stack.append((child, 0))
+            else:
+                state[node] = 2
+                path.pop()
+                stack.pop()
+    return cycles
+
+
+def _ip_overlap(a: str, b: str) -> bool:
+    unspecified = ("", "0.0.0.0", "::")
+    return a in unspecified or b in unspecified or a == b
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Checker:
+    def __init__(self, docs: Sequence[Document], broken: Sequence[Document] = ()) -> None:
+        self.docs = docs
+        self.errors: list[ManifestError] = []
+        self.by_kind: dict[str, dict[str, Document]] = defaultdict(dict)
+        # Names of documents that failed the schema: they exist, so references to them are not errors.
+        self.broken: dict[str, set[str]] = defaultdict(set)
+        for doc in broken:
+            if doc.name:
+                self.broken[doc.kind].add(doc.name)
+
+    def err(self, doc: Document, path: tuple[str | int, ...], message: str, *, key: bool = False) -> None:
+        self.errors.append(doc.error(path, message, key=key))
+
+    def run(self) -> list[ManifestError]:
+        self.unique_names()
+        projects = list(self.by_kind["Project"].values())
+        if not projects and not self.broken["Project"]:
+            self.errors.append(ManifestError(".", 0, 0, "no Project manifest: add one document with "
+                                             "'kind: Project' and metadata.name to name the project "
+                                             "(its name labels every container gitops manages)"))
+        project = projects[0] if projects else None
+        allow = set((spec_of(project).get("policy") or {}).get("allow") or []) if project else set()
+        extra_caps = ((spec_of(project).get("policy") or {}).get("allowCapabilities") or []) if project else []
+        defaults = (spec_of(project).get("defaults") or {}) if project else {}
+        hosts = list(self.by_kind["Host"].values())
+        for host in hosts:
+            self.host(host)
+        for volume in self.by_kind["Volume"].values():
+            for v in volume_policy_violations(spec_of(volume)):
+                if v.rule not in allow:
+                    self.err(volume, v.path, _policy_message(v))
+        services = {name: merged_service_spec(doc, defaults) for name, doc in self.by_kind["Service"].items()}
+        for name, doc in self.by_kind["Service"].items():
+            self.service(doc, services[name], hosts, services)
+            for v in policy_violations(services[name], extra_caps=extra_caps):
+                if v.rule not in allow:
+                    self.err(doc, v.path, _policy_message(v))
+        self.cycles(services)
+        self.port_clashes(services, hosts)
+        return self.errors
+
+    def unique_names(self) -> None:
+        for doc in self.docs:
+            seen = self.by_kind[doc.kind]
+            if doc.name in seen:
+                first = seen[doc.name]
+                where = f"{first.file}:{first.where(('metadata', 'name'))[0]}"
+                self.err(doc, ("metadata", "name"), f"metadata.name: {doc.kind} '{doc.name}' is already "
+                         f"defined at {where}; names must be unique per kind")
+                continue
+            seen[doc.name] = doc
+        if len(self.by_kind["Project"]) > 1:
+            for doc in list(self.by_kind["Project"].values())[1:]:
+                self.err(doc, ("kind",), "kind: only one Project may exist in a repository; merge them")
+
+    def host(self, doc: Document) -> None:
+        spec = spec_of(doc)
+        url = urlsplit(spec["url"])
+        if url.scheme == "tcp":
+            if not url.hostname or url.port is None:
+                self.err(doc, ("spec", "url"), "spec.url: tcp:// needs a host and a port, "
+                         "e.g. tcp://10.0.0.5:2376")
+            elif not spec.get("tls") and not spec.get("insecure") and not _is_loopback(url.hostname):
+                self.err(doc, ("spec", "url"), f"spec.url: plain tcp:// to {url.hostname} sends the "
+                         "Docker API (root on that host) unencrypted; configure spec.tls, or set "
+                         "spec.insecure: true to accept the risk")
+            tls = spec.get("tls") or {}
+            if tls.get("verify") is False and not spec.get("insecure"):
+                self.err(doc, ("spec", "tls", "verify"), "spec.tls.verify: false turns off server "
+                         "verification; set spec.insecure: true as well to accept the risk")
+        elif url.scheme == "ssh" and not url.hostname:
+            self.err(doc, ("spec", "url"), "spec.url: ssh:// needs a host, e.g. ssh://deploy@10.0.0.5")
+        elif url.scheme == "unix" and not url.path:
+            self.err(doc, ("spec", "url"), "spec.url: unix:// needs a socket path, "
+                     "e.g. unix:///var/run/docker.sock")
+        if spec.get("tls") and url.scheme != "tcp":
+            self.err(doc, ("spec", "tls"), "spec.tls: only applies to tcp:// hosts")
+
+    def service(self, doc: Document, spec: dict[str, Any], hosts: list[Document],
+                services: dict[str, dict[str, Any]]) -> None:
+        name = doc.name
+        host_names = {h.name for h in hosts} | self.broken["Host"]
+        placement = spec_of(doc).get("placement") or {}
+        for i, host in enumerate(placement.get("hosts") or []):
+            if not host_names:
+                self.err(doc, ("spec", "placement", "hosts", i), f"spec.placement.hosts[{i}]: host "
+                         f"'{host}' is not defined; there are no Host manifests (the local engine is "
+                         "used as the one host)")
+            elif host not in host_names:
+                self.err(doc, ("spec", "placement", "hosts", i), f"spec.placement.hosts[{i}]: host "
+                         f"'{host}' is not defined{_suggest(host, host_names)}")
+        if placement.get("hosts") and placement.get("selector"):
+            self.err(doc, ("spec", "placement"), "spec.placement: use either hosts or selector, not both")
+        if placement.get("selector") and hosts and not place(spec, hosts):
+            self.err(doc, ("spec", "placement", "selector"), "spec.placement.selector: no Host has "
+                     "these labels, so the service would run nowhere")
+
+        networks = set(self.by_kind["Network"]) | self.broken["Network"]
+        in_doc = "networks" in spec_of(doc)
+        for i, net in enumerate(network_names(spec)):
+            if net not in networks:
+                path = ("spec", "networks", i) if in_doc else ("spec",)
+                self.err(doc, path, f"spec.networks[{i}]: network '{net}' is not defined"
+                         f"{_suggest(net, set(networks))}")
+        if spec.get("networkMode") and spec.get("networks"):
+            self.err(doc, ("spec", "networkMode"), "spec.networkMode: cannot be combined with networks")
+
+        volumes = set(self.by_kind["Volume"]) | self.broken["Volume"]
+        for i, mount in enumerate(spec.get("mounts") or []):
+            mtype, source = mount["type"], mount.get("source")
+            path = ("spec", "mounts", i)
+            if mtype == "volume":
+                if not source:
+                    self.err(doc, path, f"spec.mounts[{i}]: a volume mount needs source (a Volume name)")
+                elif source not in volumes:
+                    self.err(doc, (*path, "source"), f"spec.mounts[{i}].source: volume '{source}' is not "
+                             f"defined{_suggest(source, set(volumes))}")
+            elif mtype == "bind":
+                if not source or not source.startswith("/"):
+                    self.err(doc, path, f"spec.mounts[{i}]: a bind mount needs an absolute source path "
+                             "on the host")
+            elif mtype == "tmpfs" and source:
+                self.err(doc, (*path, "source"), f"spec.mounts[{i}].source: a tmpfs mount has no source")
+            if mtype != "tmpfs" and "size" in mount:
+                self.err(doc, (*path, "size"), f"spec.mounts[{i}].size: only tmpfs mounts have a size")
+
+        for i, (dep, condition) in enumerate(depends_on(spec)):
+            path = ("spec", "dependsOn", i)
+            if dep == name:
+                self.err(doc, path, f"spec.dependsOn[{i}]: a service cannot depend on itself")
+            elif dep in self.broken["Service"]:
+                continue
+            elif dep not in services:
+                self.err(doc, path, f"spec.dependsOn[{i}]: service '{dep}' is not defined"
+                         f"{_suggest(dep, set(services))}")
+            elif condition == "healthy" and not services[dep].get("healthcheck"):
+                self.err(doc, path, f"spec.dependsOn[{i}]: condition 'healthy' needs service '{dep}' to "
+                         "have a healthcheck")
+
+        for key in spec.get("labels") or {}:
+            if key.startswith(LABEL_PREFIX):
+                self.err(doc, ("spec", "labels", key), f"spec.labels.{key}: the '{LABEL_PREFIX}' prefix is "
+                         "reserved for gitops' ownership labels", key=True)
+
+        self.values(doc, spec)
+        self.health_and_ports(doc, spec)
+
+    def values(self, doc: Document, spec: dict[str, Any]) -> None:
+        """Durations and sizes that match the schema's pattern but make no sense."""
+        hc = spec.get("healthcheck") or {}
+        for key in ("interval", "timeout"):
+            if key in hc and parse_duration(hc[key]) < 0.001:
+                self.err(doc, ("spec", "healthcheck", key), f"spec.healthcheck.{key}: must be at least 1ms")
+        update = spec.get("update") or {}
+        if "healthyDeadline" in update:
+            deadline = parse_duration(update["healthyDeadline"])
+            if deadline <= 0:
+                self.err(doc, ("spec", "update", "healthyDeadline"),
+                         "spec.update.healthyDeadline: must be more than 0s")
+            elif "minHealthyTime" in update and parse_duration(update["minHealthyTime"]) >= deadline:
+                self.err(doc, ("spec", "update", "minHealthyTime"), "spec.update.minHealthyTime: must be "
+                         "shorter than healthyDeadline, or no update could ever succeed")
+        res = spec.get("resources") or {}
+        for key in ("memory", "memoryReservation"):
+            if key in res:
+                try:
+                    size = parse_size(res[key])
+                except ValueError as exc:
+                    self.err(doc, ("spec", "resources", key), f"spec.resources.{key}: {exc}")
+                    continue
+                if size < 6 * 1024 * 1024:
+                    self.err(doc, ("spec", "resources", key), f"spec.resources.{key}: Docker needs at least "
+                             "6Mi")
+        if "memory" in res and "memoryReservation" in res:
+            try:
+                if parse_size(res["memoryReservation"]) > parse_size(res["memory"]):
+                    self.err(doc, ("spec", "resources", "memoryReservation"), "spec.resources."
+                             "memoryReservation: must not exceed memory")
+            except ValueError:
+                pass
+        for i, mount in enumerate(spec.get("mounts") or []):
+            if "size" in mount:
+                try:
+                    parse_size(mount["size"])
+                except ValueError as exc:
+                    self.err(doc, ("spec", "mounts", i, "size"), f"spec.mounts[{i}].size: {exc}")
+
+    def health_and_ports(self, doc: Document, spec: dict[str, Any]) -> None:
+        hc = spec.get("healthcheck") or {}
+        probe = hc.get("http") or hc.get("tcp")
+        ports = spec.get("ports") or []
+        if probe:
+            published = [p for p in ports if p["container"] == probe["port"] and p.get("host")]
+            if not published:
+                kind = "http" if "http" in hc else "tcp"
+                self.err(doc, ("spec", "healthcheck", kind, "port"), f"spec.healthcheck.{kind}.port: "
+                         f"container port {probe['port']} must be published with a fixed host port in "
+                         "spec.ports: the reconciler probes it from outside the container")
+        fixed = [i for i, p in enumerate(ports) if p.get("host")]
+        explicit = (spec_of(doc).get("update") or {}).get("order") or (spec.get("update") or {}).get("order")
+        if fixed and explicit == "start-first":
+            self.err(doc, ("spec", "update", "order"), "spec.update.order: start-first cannot work with "
+                     f"the fixed host port {ports[fixed[0]]['host']}: old and new containers would "
+                     "share a host and both bind it; use order: stop-first, or drop the host port")
+
+    def cycles(self, services: dict[str, dict[str, Any]]) -> None:
+        graph = {name: [d for d, _ in depends_on(spec) if d in services and d != name]
+                 for name, spec in services.items()}
+        for cycle in find_cycles(graph):
+            doc = self.by_kind["Service"][cycle[0]]
+            self.err(doc, ("spec", "dependsOn"), "spec.dependsOn: dependency cycle "
+                     + " -> ".join(cycle) + "; services in a cycle could never start")
+
+    def port_clashes(self, services: dict[str, dict[str, Any]], hosts: list[Document]) -> None:
+        # (host, protocol, port) -> list of (ip, service, slot)
+        bound: dict[tuple[str, str, int], list[tuple[str, str, int]]] = defaultdict(list)
+        for name in sorted(services):
+            spec = services[name]
+            placed = place(spec, hosts)
+            if not placed:
+                continue
+            replicas = spec.get("replicas", 1)
+            for slot in range(replicas):
+                host = placed[slot % len(placed)]
+                for i, port in enumerate(spec.get("ports") or []):
+                    if not port.get("host"):
+                        continue
+                    key = (host, port.get("protocol", "tcp"), port["host"])
+                    ip = port.get("hostIp", "")
+                    for other_ip, other, _slot in bound[key]:
+                        if _ip_overlap(ip, other_ip):
+                            doc = self.by_kind["Service"][name]
+                            who = ("another replica of this service" if other == name
+                                   else f"service '{other}'")
+                            self.err(doc, ("spec", "ports", i, "host"), f"spec.ports[{i}].host: "
+                                     f"{port['host']}/{key[1]} on host '{host}' is already published by "
+                                     f"{who}; use another host port, fewer replicas per host, or spread "
+                                     "them with placement")
+                            break
+                    else:
+                        bound[key].append((ip, name, slot))
+                        continue
+                    break
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def check_documents(docs: Sequence[Document], *, broken: Sequence[Document] = ()) -> list[ManifestError]:
+    """All semantic and policy errors of a set of schema-valid documents.
+
+    ``broken`` are the documents that failed the schema: their names count as defined, so one
+    mistake is not reported again as a missing reference everywhere it is used.
+    """
+    return sorted(set(_Checker(docs, broken).run()))

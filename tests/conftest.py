@@ -1,0 +1,66 @@
+"""Shared fixtures. Docker tests fail (never skip) when CI=true and the engine is missing."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+PROJECT = """\
+apiVersion: gitops/v1
+kind: Project
+metadata:
+  name: test
+"""
+
+
+def write_files(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Callable[..., Path]:
+    """Write manifest files into a fresh folder; a Project document is added unless given."""
+
+    def make(files: dict[str, str], *, project: bool = True) -> Path:
+        root = tmp_path / "repo"
+        root.mkdir(exist_ok=True)
+        if project:
+            files = {"project.yaml": PROJECT, **files}
+        return write_files(root, files)
+
+    return make
+
+
+def service(name: str, body: str = "", *, image: str = "local/web:1") -> str:
+    """A Service document; ``body`` is extra YAML under spec (indented by two spaces)."""
+    extra = textwrap.indent(textwrap.dedent(body).strip("\n"), "  ") + "\n" if body.strip() else ""
+    return (f"apiVersion: gitops/v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n"
+            f"  image: {image}\n{extra}")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    """A client for the local engine. In CI a missing engine fails the test; elsewhere it skips."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=30)
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the engine means the same here
+        if in_ci():
+            pytest.fail(f"Docker Engine not reachable in CI: {exc}")
+        pytest.skip(f"Docker Engine not reachable: {exc}")
+    yield client
+    client.close()
