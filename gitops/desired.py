@@ -173,6 +173,7 @@ class _Builder:
             cap_add=tuple(spec.get("capAdd") or ()), cap_drop=tuple(spec.get("capDrop") or ()),
             devices=tuple(spec.get("devices") or ()), security_opt=tuple(spec.get("securityOpt") or ()),
             read_only_rootfs=spec.get("readOnlyRootfs", False),
+            init=spec.get("init", False),
         )
 
     def host(self, doc: Document) -> HostSpec:

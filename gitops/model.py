@@ -149,6 +149,7 @@ class ServiceSpec:
     devices: tuple[str, ...] = ()
     security_opt: tuple[str, ...] = ()
     read_only_rootfs: bool = False
+    init: bool = False
 
     def container_config(self) -> dict[str, Any]:
         """What a container of this service is made of: the fields whose change means a new container.
@@ -186,6 +187,7 @@ class ServiceSpec:
             "capAdd": sorted(self.cap_add), "capDrop": sorted(self.cap_drop),
             "devices": list(self.devices), "securityOpt": list(self.security_opt),
             "readOnlyRootfs": self.read_only_rootfs,
+            "init": self.init,
         }
         return config
 
@@ -303,6 +305,9 @@ class ObservedContainer:
     health: Health
     image: str
     spec_json: str = ""  # the canonical spec label, for field-level diffs
+    depends_on: tuple[str, ...] = ()  # from its label, to order the removal of undeclared services
+    networks: tuple[str, ...] = ()  # docker names of the networks it is attached to
+    volumes: tuple[str, ...] = ()  # docker names of the named volumes it mounts
 
     @property
     def running(self) -> bool:
@@ -339,3 +344,16 @@ class ObservedState:
             if obs.host == name:
                 return obs
         return None
+
+
+LABEL_DEPENDS_ON = LABEL_PREFIX + "depends-on"  # comma-separated, so prune can order removals
+
+
+def container_name(project: str, service: str, slot: int, spec_hash: str) -> str:
+    """Deterministic per spec: old and new containers of one slot never share a name."""
+    return f"{project}-{service}-{slot}-{spec_hash[:8]}"
+
+
+def object_name(project: str, name: str) -> str:
+    """Docker name of a managed network or volume."""
+    return f"{project}_{name}"

@@ -137,6 +137,7 @@ spec:
   capDrop: [ALL]
   securityOpt: ["no-new-privileges:true"]
   readOnlyRootfs: true
+  init: true
 """
 
 
@@ -189,7 +190,7 @@ def test_every_kind_and_field_is_accepted_and_modelled(full_repo: Path) -> None:
             api.update.healthy_deadline, api.update.failure_action) == (2, "stop-first", 1.0, 45.0, "rollback")
     assert [(x.service, x.condition) for x in api.depends_on] == [("db", "started"), ("db", "healthy")]
     assert api.self_heal and api.cap_add == ("NET_ADMIN", "CHOWN") and api.cap_drop == ("ALL",)
-    assert api.security_opt == ("no-new-privileges:true",) and api.read_only_rootfs
+    assert api.security_opt == ("no-new-privileges:true",) and api.read_only_rootfs and api.init
     db = d.service("db")
     # Project defaults fill what the service leaves out
     assert (db.pull_policy, db.restart, db.memory, db.stop_grace_period) == ("always", "on-failure", 128 * 2**20, 20.0)

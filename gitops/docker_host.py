@@ -1,0 +1,384 @@
+"""The only module that talks to Docker: one DockerHost per Host manifest.
+
+Observation is one labelled list call per host (networks and volumes are read from that list, and
+listed separately only when a needed one is not seen there). Every object gitops creates carries
+the project's labels, and nothing without them is ever changed: a name already taken by an
+unmanaged object is an error, never an adoption (SECURITY.md item 14).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import threading
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import Mount as DockerMount
+
+from gitops.model import (
+    LABEL_DEPENDS_ON,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_NAME,
+    LABEL_PROJECT,
+    LABEL_REVISION,
+    LABEL_SERVICE,
+    LABEL_SLOT,
+    LABEL_SPEC,
+    LABEL_SPEC_HASH,
+    HostObservation,
+    HostSpec,
+    NetworkSpec,
+    ObservedContainer,
+    ObservedObject,
+    ServiceSpec,
+    VolumeSpec,
+    canonical_json,
+    container_name,
+    object_name,
+)
+
+API_VERSION = "auto"  # negotiate: Debian's engine 20.10 speaks 1.41, newer engines more
+NS = 1_000_000_000
+
+
+class HostError(Exception):
+    """A Docker call failed. ``temporary`` says whether retrying later may help."""
+
+    def __init__(self, host: str, message: str, *, temporary: bool = False) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.temporary = temporary
+
+
+class HostUnreachable(HostError):
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(host, message, temporary=True)
+
+
+class NameConflict(HostError):
+    """The name gitops needs belongs to an object it does not manage (permanent until someone acts)."""
+
+
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def _health_from_status(status: str) -> str:
+    match = _HEALTH_IN_STATUS.search(status or "")
+    if not match:
+        return "none"
+    return {"healthy": "healthy", "unhealthy": "unhealthy"}.get(match.group(1), "starting")
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    text = str(exc)
+    return text.split("(Caused by")[0].strip() or type(exc).__name__
+
+
+class DockerHost:
+    """A Docker Engine named by a Host manifest (or the local engine). Thread-safe for concurrent calls."""
+
+    def __init__(self, spec: HostSpec, *, timeout: float = 60, pool_size: int = 16) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self._client: docker.APIClient | None = None
+        self._lock = threading.Lock()
+        self._images: dict[str, bool] = {}
+
+    # -- connection -----------------------------------------------------------------------------------
+    @property
+    def client(self) -> docker.APIClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> docker.APIClient:
+        url = self.spec.url
+        try:
+            if not url:
+                kwargs = docker.utils.kwargs_from_env()
+                return docker.APIClient(version=API_VERSION, timeout=self.timeout, max_pool_size=self.pool_size,
+                                        **kwargs)
+            tls: Any = False
+            if url.startswith("tcp://") and self.spec.tls is not None:
+                t = self.spec.tls
+                tls = docker.tls.TLSConfig(
+                    client_cert=(t.cert, t.key) if t.cert else None,
+                    ca_cert=t.ca or None,
+                    verify=(t.ca or True) if t.verify else False,
+                )
+                url = "https://" + url[len("tcp://"):]
+            return docker.APIClient(base_url=url, version=API_VERSION, timeout=self.timeout, tls=tls,
+                                    max_pool_size=self.pool_size, use_ssh_client=url.startswith("ssh://"))
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            raise HostUnreachable(self.name, f"cannot connect to {self.spec.url or 'the local engine'}: "
+                                  f"{_explain(exc)}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound:
+            raise
+        except docker.errors.APIError as exc:
+            status = exc.status_code or 0
+            raise HostError(self.name, f"{what}: {_explain(exc)}", temporary=status >= 500) from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise HostUnreachable(self.name, f"{what}: {_explain(exc)}") from exc
+
+    def probe_address(self) -> str:
+        """Where the reconciler reaches this host's published ports for http/tcp health probes."""
+        url = urlsplit(self.spec.url) if self.spec.url else None
+        if url and url.scheme in ("tcp", "ssh") and url.hostname:
+            return url.hostname
+        return "127.0.0.1"
+
+    # -- observe --------------------------------------------------------------------------------------
+    def observe(self, project: str, *, want_networks: Iterable[str] = (),
+                want_volumes: Iterable[str] = ()) -> HostObservation:
+        """Everything of ``project`` on this host. Never raises: an unreachable host is reported as such."""
+        try:
+            listed = self._call("list containers", self.client.containers, all=True,
+                                filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
+            containers = [c for c in (self._observed(item) for item in listed) if c is not None]
+            seen_networks = {n for c in containers for n in c.networks}
+            seen_volumes = {v for c in containers for v in c.volumes}
+            networks = [ObservedObject(self.name, "network", n, n) for n in sorted(seen_networks)]
+            volumes = [ObservedObject(self.name, "volume", v, v) for v in sorted(seen_volumes)]
+            if set(want_networks) - seen_networks:
+                networks = self._list_networks(project)
+            if set(want_volumes) - seen_volumes:
+                volumes = self._list_volumes(project)
+        except HostError as exc:
+            return HostObservation(self.name, False, str(exc).removeprefix(f"{self.name}: "))
+        return HostObservation(self.name, True, "", tuple(containers), tuple(networks), tuple(volumes))
+
+    def _observed(self, item: dict[str, Any]) -> ObservedContainer | None:
+        labels = item.get("Labels") or {}
+        try:
+            slot = int(labels.get(LABEL_SLOT, ""))
+        except ValueError:
+            return None  # labelled as ours but not by us: leave it alone
+        nets = tuple(sorted(((item.get("NetworkSettings") or {}).get("Networks") or {}).keys()))
+        vols = tuple(sorted(m["Name"] for m in item.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")))
+        deps = tuple(d for d in labels.get(LABEL_DEPENDS_ON, "").split(",") if d)
+        return ObservedContainer(
+            host=self.name, id=item["Id"], name=(item.get("Names") or ["/"])[0].lstrip("/"),
+            service=labels.get(LABEL_SERVICE, ""), slot=slot, spec_hash=labels.get(LABEL_SPEC_HASH, ""),
+            revision=labels.get(LABEL_REVISION, ""), state=item.get("State", ""),
+            health=_health_from_status(item.get("Status", "")),  # type: ignore[arg-type]
+            image=item.get("Image", ""), spec_json=labels.get(LABEL_SPEC, ""), depends_on=deps,
+            networks=nets, volumes=vols,
+        )
+
+    def _list_networks(self, project: str) -> list[ObservedObject]:
+        items = self._call("list networks", self.client.networks, filters={"label": f"{LABEL_PROJECT}={project}"})
+        return sorted((ObservedObject(self.name, "network", (n.get("Labels") or {}).get(LABEL_NAME, ""), n["Name"],
+                                      (n.get("Labels") or {}).get(LABEL_SPEC_HASH, "")) for n in items),
+                      key=lambda o: o.docker_name)
+
+    def _list_volumes(self, project: str) -> list[ObservedObject]:
+        found = self._call("list volumes", self.client.volumes, filters={"label": f"{LABEL_PROJECT}={project}"})
+        items = (found or {}).get("Volumes") or []
+        return sorted((ObservedObject(self.name, "volume", (v.get("Labels") or {}).get(LABEL_NAME, ""), v["Name"])
+                       for v in items), key=lambda o: o.docker_name)
+
+    # -- images ---------------------------------------------------------------------------------------
+    def ensure_image(self, image: str, policy: str) -> None:
+        """Pull by policy: missing (only when absent), always, never (absent is an error)."""
+        if policy != "always" and self._images.get(image):
+            return
+        present = True
+        if policy != "always":
+            try:
+                self._call("inspect image", self.client.inspect_image, image)
+            except docker.errors.NotFound:
+                present = False
+        if policy == "never" and not present:
+            raise HostError(self.name, f"image {image} is not on the host and pullPolicy is never")
+        if policy == "always" or not present:
+            repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
+            try:
+                self._call(f"pull {image}", self.client.pull, repo, tag=tag or "latest")
+            except docker.errors.NotFound as exc:
+                raise HostError(self.name, f"pull {image}: {_explain(exc)}") from exc
+        self._images[image] = True
+
+    # -- containers -----------------------------------------------------------------------------------
+    def ownership_labels(self, project: str) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_PROJECT: project}
+
+    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str) -> str:
+        name = container_name(project, svc.name, slot, svc.spec_hash)
+        labels = dict(svc.labels)
+        labels.update(self.ownership_labels(project))
+        labels.update({
+            LABEL_KIND: "container", LABEL_SERVICE: svc.name, LABEL_SLOT: str(slot),
+            LABEL_SPEC_HASH: svc.spec_hash, LABEL_REVISION: revision,
+            LABEL_SPEC: canonical_json(svc.container_config()),
+            LABEL_DEPENDS_ON: ",".join(sorted({d.service for d in svc.depends_on})),
+        })
+        mounts = []
+        for m in svc.mounts:
+            source = object_name(project, m.source) if m.type == "volume" else (m.source or None)
+            mounts.append(DockerMount(m.target, source, type=m.type, read_only=m.read_only,
+                                      tmpfs_size=m.size if m.type == "tmpfs" else None))
+        client = self.client
+        host_config = client.create_host_config(
+            mounts=mounts or None,
+            restart_policy={"Name": svc.restart} if svc.restart != "no" else None,
+            nano_cpus=int(svc.cpus * NS) if svc.cpus else None,
+            mem_limit=svc.memory, mem_reservation=svc.memory_reservation,
+            privileged=svc.privileged, network_mode=svc.network_mode or None,
+            pid_mode=svc.pid or None, ipc_mode=svc.ipc or None, uts_mode=svc.uts or None,
+            userns_mode=svc.userns or None, cap_add=list(svc.cap_add) or None, cap_drop=list(svc.cap_drop) or None,
+            devices=list(svc.devices) or None, security_opt=list(svc.security_opt) or None,
+            read_only=svc.read_only_rootfs or None,
+            init=svc.init or None,
+        )
+        if svc.ports:
+            bindings: dict[str, list[dict[str, str]]] = {}
+            for p in svc.ports:
+                bindings.setdefault(f"{p.container}/{p.protocol}", []).append(
+                    {"HostIp": p.host_ip, "HostPort": str(p.host) if p.host else ""})
+            host_config["PortBindings"] = bindings
+        networking = None
+        first, rest = (svc.networks[0], svc.networks[1:]) if svc.networks else (None, ())
+        if first is not None:
+            networking = client.create_networking_config({
+                object_name(project, first.name): client.create_endpoint_config(aliases=list(first.aliases) or None)})
+        healthcheck = None
+        hc = svc.healthcheck
+        if hc is not None and hc.kind == "exec":
+            healthcheck = {"test": list(hc.command), "interval": int(hc.interval * NS), "timeout": int(hc.timeout * NS),
+                           "retries": hc.retries, "start_period": int(hc.start_period * NS)}
+        try:
+            created = self._call(
+                f"create container {name}", client.create_container,
+                svc.image, command=list(svc.command) if svc.command is not None else None,
+                entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
+                environment=[f"{e.name}={e.value}" for e in svc.env] or None,
+                working_dir=svc.working_dir or None, user=svc.user or None, hostname=svc.hostname or None,
+                ports=[(p.container, p.protocol) for p in svc.ports] or None,
+                name=name, labels=labels, host_config=host_config, networking_config=networking,
+                healthcheck=healthcheck, stop_signal=svc.stop_signal or None,
+                stop_timeout=int(round(svc.stop_grace_period)), detach=True,
+            )
+        except HostError as exc:
+            if "Conflict" in str(exc) or "already in use" in str(exc):
+                return self._adopt_own(name, project, svc.spec_hash)
+            raise
+        container_id: str = created["Id"]
+        for net in rest:
+            self._call(f"connect {name} to {net.name}", client.connect_container_to_network, container_id,
+                       object_name(project, net.name), aliases=list(net.aliases) or None)
+        return container_id
+
+    def _adopt_own(self, name: str, project: str, spec_hash: str) -> str:
+        """A container with our deterministic name exists: ours from an interrupted pass, or someone else's."""
+        info = self._call(f"inspect {name}", self.client.inspect_container, name)
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_PROJECT) == project and labels.get(LABEL_SPEC_HASH) == spec_hash:
+            return str(info["Id"])
+        raise NameConflict(self.name, f"a container named {name} exists and is not managed by project {project}; "
+                           "gitops never adopts or replaces it: rename or remove it by hand")
+
+    def start(self, ref: str) -> None:
+        self._call(f"start {ref}", self.client.start, ref)
+
+    def stop(self, ref: str, *, timeout: float) -> None:
+        try:
+            self._call(f"stop {ref}", self.client.stop, ref, timeout=int(round(timeout)))
+        except docker.errors.NotFound:
+            pass
+
+    def remove(self, ref: str) -> None:
+        try:
+            self._call(f"remove {ref}", self.client.remove_container, ref, force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(f"inspect {ref}", self.client.inspect_container, ref)
+        return result
+
+    def logs(self, ref: str, *, tail: int = 20) -> str:
+        try:
+            raw = self._call(f"logs {ref}", self.client.logs, ref, tail=tail, stdout=True, stderr=True)
+        except (HostError, docker.errors.NotFound):
+            return ""
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    # -- networks and volumes ---------------------------------------------------------------------------
+    def create_network(self, project: str, net: NetworkSpec) -> None:
+        name = object_name(project, net.name)
+        labels = {**dict(net.labels), **self.ownership_labels(project), LABEL_KIND: "network", LABEL_NAME: net.name,
+                  LABEL_SPEC_HASH: net.spec_hash}
+        ipam = None
+        if net.subnet:
+            ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=net.subnet)])
+        existing = self._call("list networks", self.client.networks, names=[name])
+        for item in existing:
+            if item.get("Name") == name:
+                if (item.get("Labels") or {}).get(LABEL_PROJECT) == project:
+                    return
+                raise NameConflict(self.name, f"a network named {name} exists and is not managed by project "
+                                   f"{project}; gitops never adopts it")
+        self._call(f"create network {name}", self.client.create_network, name, driver=net.driver,
+                   internal=net.internal, attachable=net.attachable, ipam=ipam, labels=labels,
+                   check_duplicate=True)
+
+    def create_volume(self, project: str, vol: VolumeSpec) -> None:
+        name = object_name(project, vol.name)
+        try:
+            info = self._call(f"inspect volume {name}", self.client.inspect_volume, name)
+        except docker.errors.NotFound:
+            info = None
+        if info is not None:
+            if (info.get("Labels") or {}).get(LABEL_PROJECT) == project:
+                return
+            raise NameConflict(self.name, f"a volume named {name} exists and is not managed by project {project}; "
+                               "gitops never adopts it")
+        labels = {**dict(vol.labels), **self.ownership_labels(project), LABEL_KIND: "volume", LABEL_NAME: vol.name}
+        self._call(f"create volume {name}", self.client.create_volume, name, driver=vol.driver,
+                   driver_opts=dict(vol.options) or None, labels=labels)
+
+    def remove_volume(self, project: str, vol_name: str) -> None:
+        name = object_name(project, vol_name)
+        try:
+            info = self._call(f"inspect volume {name}", self.client.inspect_volume, name)
+        except docker.errors.NotFound:
+            return
+        if (info.get("Labels") or {}).get(LABEL_PROJECT) != project:
+            raise NameConflict(self.name, f"volume {name} is not managed by project {project}; not removed")
+        self._call(f"remove volume {name}", self.client.remove_volume, name)
+
+
+def published_port(info: dict[str, Any], container_port: int, protocol: str = "tcp") -> tuple[str, int] | None:
+    """(host ip, host port) that ``container_port`` is published on, from inspect data."""
+    ports = ((info.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{container_port}/{protocol}") or []
+    for binding in ports:
+        ip = binding.get("HostIp") or "127.0.0.1"
+        try:
+            if ipaddress.ip_address(ip).is_unspecified:
+                ip = "127.0.0.1"
+        except ValueError:
+            pass
+        if binding.get("HostPort"):
+            return ip, int(binding["HostPort"])
+    return None

@@ -1,0 +1,405 @@
+"""Runs a Plan against the hosts: dependency waves, rolling batches, health gates, rollback.
+
+Steps are grouped into units: one per network/volume step, one per service (all its instances on
+all hosts), one per undeclared service being pruned. A unit starts when every unit it depends on
+has succeeded; a unit whose dependency failed is skipped. Independent units run in parallel.
+
+A service unit:
+1. makes sure the image is on each host it needs (pull policy);
+2. creates new instances, all at once;
+3. updates existing instances in batches of ``update.parallelism``. Old containers are only
+   *stopped* while the update goes on, and removed once the whole service is healthy, so that
+4. on failure with failureAction rollback, every instance already updated, on every host, goes
+   back: the new container is removed and the old one started again. With pause it stops there;
+5. last, the removals: old containers, scaled-down or moved instances, leftovers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gitops.docker_host import DockerHost, HostError
+from gitops.health import HealthFailure, wait_healthy
+from gitops.model import DesiredState, ServiceSpec
+from gitops.plan import Op, Plan, Step
+
+StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
+EventHook = Callable[[str, str, str], None]  # (step id, status, message)
+
+
+@dataclass
+class StepResult:
+    status: StepStatus
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ServiceOutcome:
+    service: str
+    status: Literal["converged", "failed", "rolled_back", "paused", "skipped"]
+    message: str = ""
+    logs: str = ""
+    health_output: str = ""
+
+
+@dataclass
+class ApplyResult:
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    services: dict[str, ServiceOutcome] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(r.status in ("done", "unchanged") for r in self.steps.values())
+
+
+class _InstanceFailed(Exception):
+    def __init__(self, record: _Done, message: str, *, logs: str = "", detail: str = "") -> None:
+        super().__init__(message)
+        self.record = record
+        self.step = record.step
+        self.logs = logs
+        self.detail = detail
+
+
+@dataclass
+class _Done:
+    """What one instance's ops did, so they can be undone."""
+
+    step: Step
+    executed: list[Op] = field(default_factory=list)
+    refs: dict[str, str] = field(default_factory=dict)  # container name -> id
+    deferred: list[Op] = field(default_factory=list)
+
+
+def _noop_hook(step_id: str, status: str, message: str) -> None:
+    return None
+
+
+class Executor:
+    def __init__(self, desired: DesiredState, hosts: dict[str, DockerHost], *, concurrency: int = 8,
+                 on_event: EventHook = _noop_hook) -> None:
+        self.desired = desired
+        self.hosts = hosts
+        self.project = desired.project.name
+        self.concurrency = concurrency
+        self.on_event = on_event
+        self.cancel = threading.Event()
+        self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
+        self._lock = threading.Lock()
+
+    # -- entry point ------------------------------------------------------------------------------------
+    def apply(self, plan: Plan) -> ApplyResult:
+        started = time.monotonic()
+        result = ApplyResult()
+        for host, error in plan.unreachable:
+            result.errors.append(f"host {host} is unreachable: {error}")
+        units, unit_deps = self._units(plan)
+        for step in plan.steps:
+            if step.action == "noop":
+                result.steps[step.id] = StepResult("unchanged")
+        state: dict[str, str] = {}  # unit -> ok | failed
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gitops-unit") as pool:
+            running: dict[Future[bool], str] = {}
+            pending = set(units)
+            while pending or running:
+                for unit in sorted(pending):
+                    deps = unit_deps[unit]
+                    if any(state.get(d) == "failed" for d in deps):
+                        pending.discard(unit)
+                        state[unit] = "failed"
+                        failed = sorted(d for d in deps if state.get(d) == "failed")
+                        self._skip(units[unit], result, f"skipped: {', '.join(failed)} failed")
+                    elif all(state.get(d) == "ok" for d in deps):
+                        pending.discard(unit)
+                        running[pool.submit(self._run_unit, unit, units[unit], result)] = unit
+                if not running:
+                    continue
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    unit = running.pop(future)
+                    try:
+                        state[unit] = "ok" if future.result() else "failed"
+                    except Exception as exc:  # noqa: BLE001 - a bug must not leave other units hanging
+                        state[unit] = "failed"
+                        result.errors.append(f"{unit}: internal error: {exc!r}")
+        self._ops_pool.shutdown(wait=True)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _units(self, plan: Plan) -> tuple[dict[str, list[Step]], dict[str, set[str]]]:
+        declared = {s.name for s in self.desired.services}
+        units: dict[str, list[Step]] = {}
+        unit_of: dict[str, str] = {}
+        for step in plan.steps:
+            if step.action == "noop":
+                continue
+            if step.kind == "service":
+                unit = f"service {step.name}" if step.name in declared else f"prune {step.name}"
+            else:
+                unit = step.id
+            units.setdefault(unit, []).append(step)
+            unit_of[step.id] = unit
+        deps: dict[str, set[str]] = {u: set() for u in units}
+        for unit, steps in units.items():
+            for step in steps:
+                deps[unit] |= {unit_of[d] for d in step.depends_on if d in unit_of and unit_of[d] != unit}
+        return units, deps
+
+    def _skip(self, steps: list[Step], result: ApplyResult, message: str) -> None:
+        for step in steps:
+            result.steps[step.id] = StepResult("skipped", message)
+            self.on_event(step.id, "skipped", message)
+        names = {s.name for s in steps if s.kind == "service"}
+        for name in names:
+            result.services[name] = ServiceOutcome(name, "skipped", message)
+
+    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult) -> bool:
+        if unit.startswith("service "):
+            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result)
+        if unit.startswith("prune "):
+            return self._removals(steps, result)
+        return self._infra(steps[0], result)
+
+    def _record(self, result: ApplyResult, step: Step, status: StepStatus, message: str = "",
+                seconds: float = 0.0) -> None:
+        with self._lock:
+            result.steps[step.id] = StepResult(status, message, seconds)
+        self.on_event(step.id, status, message)
+
+    # -- networks and volumes ------------------------------------------------------------------------------
+    def _infra(self, step: Step, result: ApplyResult) -> bool:
+        host = self.hosts[step.host]
+        started = time.monotonic()
+        try:
+            for op in step.ops:
+                if op.kind == "network_create":
+                    host.create_network(self.project, next(n for n in self.desired.networks if n.name == step.name))
+                elif op.kind == "volume_create":
+                    host.create_volume(self.project, next(v for v in self.desired.volumes if v.name == step.name))
+                elif op.kind == "volume_remove":
+                    host.remove_volume(self.project, step.name)
+        except HostError as exc:
+            self._record(result, step, "failed", str(exc))
+            return False
+        self._record(result, step, "done", seconds=time.monotonic() - started)
+        return True
+
+    # -- removals (prune, scale down, leftovers) ---------------------------------------------------------
+    def _removals(self, steps: list[Step], result: ApplyResult) -> bool:
+        futures = {self._ops_pool.submit(self._remove_step, s): s for s in steps}
+        ok = True
+        for future, step in futures.items():
+            error = future.exception()
+            if error is None:
+                self._record(result, step, "done")
+            else:
+                ok = False
+                self._record(result, step, "failed", str(error))
+        return ok
+
+    def _remove_step(self, step: Step) -> None:
+        host = self.hosts[step.host]
+        grace = self._grace(step.name)
+        for op in step.ops:
+            ref = op.args.get("id", op.container)
+            if op.kind == "stop":
+                host.stop(ref, timeout=grace)
+            elif op.kind == "remove":
+                host.remove(ref)
+
+    def _grace(self, service: str) -> float:
+        try:
+            return self.desired.service(service).stop_grace_period
+        except KeyError:
+            return 10.0
+
+    # -- services -----------------------------------------------------------------------------------------
+    def _service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult) -> bool:
+        started = time.monotonic()
+        creates = [s for s in steps if s.action == "create"]
+        updates = sorted((s for s in steps if s.action == "update"), key=lambda s: (s.slot or 0, s.host))
+        removals = [s for s in steps if s.action == "remove"]
+        for step in creates + updates:
+            self.on_event(step.id, "running", step.reason)
+
+        # 1. images, once per host, before any container is touched
+        hosts_needing = sorted({s.host for s in creates + updates if any(o.kind == "pull" for o in s.ops)})
+        pulls = {h: self._ops_pool.submit(self.hosts[h].ensure_image, svc.image, svc.pull_policy) for h in hosts_needing}
+        pull_errors = {h: f.exception() for h, f in pulls.items() if f.exception() is not None}
+        if pull_errors:
+            for step in creates + updates:
+                message = str(pull_errors.get(step.host) or "image not available on another host of this service")
+                self._record(result, step, "failed", message)
+            self._skip(removals, result, "skipped: the service's update did not start")
+            result.services[svc.name] = ServiceOutcome(svc.name, "failed", "; ".join(map(str, pull_errors.values())))
+            return False
+
+        done: list[_Done] = []
+        failure: _InstanceFailed | None = None
+        # 2. new instances: nothing to protect, so all at once
+        batch_results = self._batch(svc, creates)
+        for item in batch_results:
+            if isinstance(item, _InstanceFailed):
+                failure = failure or item
+            else:
+                done.append(item)
+        # 3. rolling update in batches
+        for i in range(0, len(updates), max(1, svc.update.parallelism)):
+            if failure is not None:
+                break
+            batch = updates[i:i + svc.update.parallelism]
+            for item in self._batch(svc, batch):
+                if isinstance(item, _InstanceFailed):
+                    failure = failure or item
+                else:
+                    done.append(item)
+
+        if failure is not None:
+            return self._fail(svc, creates, updates, removals, done, failure, result)
+
+        # 5. the service is healthy everywhere: now the old containers can go
+        for item in done:
+            for op in item.deferred:
+                try:
+                    self.hosts[item.step.host].remove(op.args.get("id", op.container))
+                except HostError as exc:
+                    result.errors.append(f"{item.step.id}: could not remove old container: {exc}")
+            self._record(result, item.step, "done", seconds=time.monotonic() - started)
+        ok = self._removals(removals, result) if removals else True
+        result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
+        return ok
+
+    def _batch(self, svc: ServiceSpec, steps: list[Step]) -> list[_Done | _InstanceFailed]:
+        futures = [self._ops_pool.submit(self._instance, svc, step) for step in steps]
+        out: list[_Done | _InstanceFailed] = []
+        for future in futures:
+            error = future.exception()
+            if isinstance(error, _InstanceFailed):
+                out.append(error)
+            elif error is not None:
+                raise error
+            else:
+                out.append(future.result())
+        return out
+
+    def _instance(self, svc: ServiceSpec, step: Step) -> _Done:
+        host = self.hosts[step.host]
+        record = _Done(step)
+        current = ""
+        try:
+            for op in step.ops:
+                ref = record.refs.get(op.container) or op.args.get("id") or op.container
+                if op.kind == "pull":
+                    continue  # done once per host before the batch
+                if op.kind == "create":
+                    record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
+                                                                      self.desired.revision)
+                    current = op.container
+                elif op.kind == "start":
+                    host.start(ref)
+                    current = op.container
+                elif op.kind == "wait_healthy":
+                    wait_healthy(host, ref, svc, cancel=self.cancel)
+                elif op.kind == "stop":
+                    host.stop(ref, timeout=svc.stop_grace_period)
+                elif op.kind == "remove":
+                    if op.args.get("after") == "service":
+                        record.deferred.append(op)
+                        continue
+                    host.remove(ref)
+                record.executed.append(op)
+        except HealthFailure as exc:
+            ref = record.refs.get(current, current)
+            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=host.logs(ref),
+                                  detail=exc.detail) from exc
+        except HostError as exc:
+            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}") from exc
+        return record
+
+    def _undo(self, item: _Done) -> str:
+        """Revert one instance: remove what was created, start what was stopped. Returns problems, if any."""
+        host = self.hosts[item.step.host]
+        problems = []
+        for op in reversed(item.executed):
+            ref = item.refs.get(op.container) or op.args.get("id") or op.container
+            try:
+                if op.undo == "remove":
+                    host.remove(ref)
+                elif op.undo == "start":
+                    host.start(ref)
+                elif op.undo == "stop" and op.kind == "start" and op.container not in item.refs:
+                    pass  # starting an existing container again: leave it running
+            except HostError as exc:
+                problems.append(str(exc))
+        return "; ".join(problems)
+
+    def _fail(self, svc: ServiceSpec, creates: list[Step], updates: list[Step], removals: list[Step],
+              done: list[_Done], failure: _InstanceFailed, result: ApplyResult) -> bool:
+        """Roll back (or pause) after a failed instance, and report the failure with its evidence."""
+        action = svc.update.failure_action
+        failed_step = failure.step
+        # The failing instance of an update is always reverted: it must not stay half-done.
+        if failed_step.action == "update":
+            self._undo(failure.record)
+        outcome_status: Literal["rolled_back", "paused", "failed"]
+        if action == "rollback":
+            for item in done:
+                if item.step.action == "update":
+                    problem = self._undo(item)
+                    self._record(result, item.step, "rolled_back", problem or "rolled back to the previous spec")
+                else:
+                    self._record(result, item.step, "done")
+            outcome_status = "rolled_back" if any(s.action == "update" for s in updates) else "failed"
+        else:
+            for item in done:
+                for op in item.deferred:  # keep what succeeded; its old container is no longer needed
+                    self.hosts[item.step.host].remove(op.args.get("id", op.container))
+                self._record(result, item.step, "done")
+            outcome_status = "paused"
+        handled = {d.step.id for d in done} | {failed_step.id}
+        self._record(result, failed_step, "failed", str(failure))
+        for step in creates + updates:
+            if step.id not in handled:
+                self._record(result, step, "skipped", f"not started: {failed_step.label} failed")
+        self._skip(removals, result, "skipped: the service did not converge")
+        message = str(failure)
+        if outcome_status == "rolled_back":
+            message += "; rolled back to the previous version on every host"
+        elif outcome_status == "paused":
+            message += "; paused (failureAction: pause)"
+        result.services[svc.name] = ServiceOutcome(svc.name, outcome_status, message, failure.logs.strip(),
+                                                   failure.detail)
+        return False
+
+
+def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> dict[str, DockerHost]:
+    return {h.name: DockerHost(h, timeout=timeout) for h in desired.hosts}
+
+
+def observe_all(desired: DesiredState, hosts: dict[str, DockerHost]) -> Any:
+    """Observe every host in parallel: one labelled list call each (more only on first deploys)."""
+    from gitops.model import ObservedState, object_name
+
+    want: dict[str, tuple[set[str], set[str]]] = {h: (set(), set()) for h in hosts}
+    for svc in desired.services:
+        for inst in desired.instances(svc):
+            if inst.host in want:
+                want[inst.host][0].update(object_name(desired.project.name, n.name) for n in svc.networks)
+                want[inst.host][1].update(object_name(desired.project.name, m.source) for m in svc.mounts
+                                          if m.type == "volume")
+    for vol in desired.volumes:
+        if vol.remove:
+            for sets in want.values():
+                sets[1].add(object_name(desired.project.name, vol.name))
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
+        futures = {name: pool.submit(host.observe, desired.project.name, want_networks=want[name][0],
+                                     want_volumes=want[name][1]) for name, host in hosts.items()}
+        return ObservedState(tuple(futures[name].result() for name in sorted(futures)))

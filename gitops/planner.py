@@ -1,0 +1,365 @@
+"""plan(desired, observed) -> Plan: the diff between the manifests and what the hosts run.
+
+Pure and deterministic: no docker, git, network or clock; every collection is sorted, so the same
+inputs always give the same plan. Level-triggered: it needs no memory of earlier passes, because
+names and labels on the hosts tell old containers from new ones (an interrupted update leaves
+both, and the next plan keeps the right one and removes the other).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gitops.model import (
+    DesiredState,
+    Instance,
+    ObservedContainer,
+    ObservedState,
+    ServiceSpec,
+    canonical_json,
+    container_name,
+    object_name,
+)
+from gitops.plan import FieldChange, Op, Plan, Step
+
+
+class PlanError(Exception):
+    """The plan cannot be made safely (permanent until the input changes: retrying will not help)."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    allow_empty: bool = False
+
+
+# --- fingerprints ---------------------------------------------------------------------------------------
+
+
+def desired_fingerprint(desired: DesiredState) -> str:
+    parts = {
+        "project": desired.project.name,
+        "prune": desired.project.prune,
+        "services": {s.name: [s.spec_hash, s.replicas, list(s.hosts), s.update.order, s.self_heal]
+                     for s in desired.services},
+        "networks": {n.name: n.spec_hash for n in desired.networks},
+        "volumes": {v.name: [v.driver, list(v.options), v.remove] for v in desired.volumes},
+        "hosts": {h.name: h.url for h in desired.hosts},
+    }
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def observed_fingerprint(observed: ObservedState) -> str:
+    parts = []
+    for host in sorted(observed.hosts, key=lambda h: h.host):
+        parts.append([host.host, host.reachable,
+                      sorted([c.id, c.spec_hash, c.state] for c in host.containers),
+                      sorted(n.docker_name for n in host.networks), sorted(v.docker_name for v in host.volumes)])
+    return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+# --- field-level changes ------------------------------------------------------------------------------
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key in sorted(value):
+            _flatten(value[key], f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value
+
+
+def field_changes(old_json: str, new: ServiceSpec) -> tuple[FieldChange, ...]:
+    """What differs between a running container's recorded spec and the desired one.
+
+    Values of secret variables are never shown: only that they changed.
+    """
+    try:
+        old = json.loads(old_json) if old_json else None
+    except ValueError:
+        old = None
+    if not isinstance(old, dict):
+        return (FieldChange("spec", None, None, secret=True),)  # unknown old spec: say only that it differs
+    flat_old: dict[str, Any] = {}
+    flat_new: dict[str, Any] = {}
+    _flatten(old, "", flat_old)
+    _flatten(new.container_config(), "", flat_new)
+    secrets = {f"env.{name}" for name in new.secret_names}
+    changes = []
+    for path in sorted(set(flat_old) | set(flat_new)):
+        a, b = flat_old.get(path), flat_new.get(path)
+        if a == b:
+            continue
+        is_secret = path in secrets or any(isinstance(v, str) and v.startswith("secret:") for v in (a, b))
+        changes.append(FieldChange(path, None if is_secret else a, None if is_secret else b, secret=is_secret))
+    return tuple(changes)
+
+
+# --- the planner --------------------------------------------------------------------------------------
+
+
+def _pick(containers: list[ObservedContainer]) -> ObservedContainer:
+    """The container to keep among several of one slot: running first, then by name for determinism."""
+    return sorted(containers, key=lambda c: (not c.running, c.name, c.id))[0]
+
+
+def _service_order(services: Iterable[ServiceSpec]) -> dict[str, int]:
+    """Wave number per service: 0 for no dependencies, else 1 + the deepest dependency."""
+    by_name = {s.name: s for s in services}
+    depth: dict[str, int] = {}
+    for name in sorted(by_name):
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            deps = [d.service for d in by_name[top].depends_on if d.service in by_name]
+            pending = [d for d in deps if d not in depth and d not in stack]
+            if pending:
+                stack.append(pending[0])
+                continue
+            depth[top] = 1 + max((depth.get(d, 0) for d in deps), default=-1)
+            stack.pop()
+    return depth
+
+
+class _Planner:
+    def __init__(self, desired: DesiredState, observed: ObservedState, options: PlanOptions) -> None:
+        self.desired = desired
+        self.observed = observed
+        self.options = options
+        self.project = desired.project.name
+        self.steps: list[Step] = []
+        self.warnings: list[str] = []
+        self.unreachable = {h.host: h.error for h in observed.hosts if not h.reachable}
+        self.reachable = {h.host for h in observed.hosts if h.reachable}
+        # (service, host, slot) -> containers
+        self.slots: dict[tuple[str, str, int], list[ObservedContainer]] = defaultdict(list)
+        self.by_service: dict[str, list[ObservedContainer]] = defaultdict(list)
+        for host in observed.hosts:
+            for c in host.containers:
+                self.slots[(c.service, c.host, c.slot)].append(c)
+                self.by_service[c.service].append(c)
+        self.infra_steps: dict[tuple[str, str, str], str] = {}  # (kind, name, host) -> step id
+        self.service_steps: dict[str, list[str]] = defaultdict(list)  # service -> create/update step ids
+
+    def run(self) -> Plan:
+        declared = {s.name for s in self.desired.services}
+        undeclared = sorted(set(self.by_service) - declared)
+        if not self.desired.services and undeclared and self.desired.project.prune and not self.options.allow_empty:
+            raise PlanError(
+                "the manifests declare no service, so pruning would remove every container of project "
+                f"'{self.project}' ({len(undeclared)} services); if that is really intended, pass --allow-empty")
+        self.infrastructure()
+        for svc in self.desired.services:  # already in dependency-wave order
+            self.service(svc)
+        self.prune(undeclared)
+        self.volume_removals()
+        return Plan(
+            project=self.project,
+            revision=self.desired.revision,
+            steps=tuple(self.steps),
+            desired_fingerprint=desired_fingerprint(self.desired),
+            observed_fingerprint=observed_fingerprint(self.observed),
+            warnings=tuple(self.warnings),
+            unreachable=tuple(sorted(self.unreachable.items())),
+        )
+
+    # -- networks and volumes, created before anything uses them ------------------------------------------
+    def infrastructure(self) -> None:
+        needs: dict[tuple[str, str], set[str]] = defaultdict(set)  # (kind, name) -> hosts
+        for svc in self.desired.services:
+            hosts = {i.host for i in self.desired.instances(svc)}
+            for net in svc.networks:
+                needs[("network", net.name)] |= hosts
+            for mount in svc.mounts:
+                if mount.type == "volume":
+                    needs[("volume", mount.source)] |= hosts
+        networks = {n.name: n for n in self.desired.networks}
+        for (kind, name), hosts in sorted(needs.items()):
+            docker_name = object_name(self.project, name)
+            for host in sorted(hosts):
+                if host not in self.reachable:
+                    continue
+                obs = self.observed.host(host)
+                assert obs is not None
+                present = {o.docker_name: o for o in (obs.networks if kind == "network" else obs.volumes)}
+                step_id = f"{kind}/{name}@{host}"
+                if docker_name in present:
+                    found = present[docker_name]
+                    if kind == "network" and found.spec_hash and found.spec_hash != networks[name].spec_hash:
+                        self.warnings.append(
+                            f"network {name} on {host} differs from its manifest; gitops does not recreate a "
+                            f"network containers use: remove it by hand (docker network rm {docker_name}) to "
+                            "have it recreated")
+                    self.steps.append(Step(step_id, host, kind, name, "noop", "exists"))  # type: ignore[arg-type]
+                    continue
+                if kind == "network":
+                    op = Op("network_create", docker_name, {"name": name, "spec_hash": networks[name].spec_hash})
+                else:
+                    op = Op("volume_create", docker_name, {"name": name})
+                self.steps.append(Step(step_id, host, kind, name, "create", f"{kind} is not on the host",  # type: ignore[arg-type]
+                                       ops=(op,)))
+                self.infra_steps[(kind, name, host)] = step_id
+
+    def _infra_deps(self, svc: ServiceSpec, host: str) -> tuple[str, ...]:
+        deps = [self.infra_steps.get(("network", n.name, host)) for n in svc.networks]
+        deps += [self.infra_steps.get(("volume", m.source, host)) for m in svc.mounts if m.type == "volume"]
+        return tuple(sorted(d for d in deps if d))
+
+    def _dependency_steps(self, svc: ServiceSpec) -> tuple[str, ...]:
+        out: list[str] = []
+        for dep in svc.depends_on:
+            out += self.service_steps.get(dep.service, [])
+        return tuple(sorted(set(out)))
+
+    # -- services --------------------------------------------------------------------------------------
+    def service(self, svc: ServiceSpec) -> None:
+        wanted = self.desired.instances(svc)
+        wanted_keys = {(i.host, i.slot) for i in wanted}
+        pull = Op("pull", svc.image, {"policy": svc.pull_policy})
+        # Services are planned in dependency order (see plan()), so dependency steps are known here.
+        dep_steps = self._dependency_steps(svc)
+        created: list[str] = []
+        removals: list[Step] = []
+        for inst in wanted:
+            if inst.host not in self.reachable:
+                continue
+            step, extra = self.instance(svc, inst, pull, dep_steps)
+            self.steps.append(step)
+            if step.action in ("create", "update"):
+                created.append(step.id)
+            removals += extra
+        # Containers of this service that no wanted instance claims: scaled down or moved elsewhere.
+        for c in sorted(self.by_service.get(svc.name, []), key=lambda c: (c.host, c.slot, c.name)):
+            if (c.host, c.slot) in wanted_keys or c.host not in self.reachable:
+                continue
+            if c.slot >= svc.replicas:
+                reason = f"scaled down to {svc.replicas} replicas"
+            else:
+                reason = f"slot {c.slot} now runs on {self._host_of(svc, c.slot)}"
+            removals.append(self._removal(c, reason, tuple(created)))
+        self.steps += removals
+        self.service_steps[svc.name] = created
+
+    def _host_of(self, svc: ServiceSpec, slot: int) -> str:
+        return svc.hosts[slot % len(svc.hosts)] if svc.hosts else "no host"
+
+    def _removal(self, c: ObservedContainer, reason: str, after: tuple[str, ...]) -> Step:
+        ops: tuple[Op, ...] = (Op("stop", c.name, {"id": c.id}), Op("remove", c.name, {"id": c.id}))
+        if not c.running:
+            ops = (Op("remove", c.name, {"id": c.id}),)
+        return Step(f"service/{c.service}/{c.slot}@{c.host}/remove/{c.name}", c.host, "service", c.service,
+                    "remove", reason, slot=c.slot, depends_on=after, ops=ops)
+
+    def instance(self, svc: ServiceSpec, inst: Instance, pull: Op,
+                 dep_steps: tuple[str, ...]) -> tuple[Step, list[Step]]:
+        step_id = f"service/{svc.name}/{inst.slot}@{inst.host}"
+        containers = self.slots.get((svc.name, inst.host, inst.slot), [])
+        current = [c for c in containers if c.spec_hash == svc.spec_hash]
+        stale = [c for c in containers if c.spec_hash != svc.spec_hash]
+        deps = tuple(sorted(set(self._infra_deps(svc, inst.host)) | set(dep_steps)))
+        new_name = container_name(self.project, svc.name, inst.slot, svc.spec_hash)
+        create_args = {"service": svc.name, "slot": inst.slot, "spec_hash": svc.spec_hash}
+
+        if current:
+            keep = _pick(current)
+            leftovers = [c for c in containers if c is not keep]
+            extra = [self._removal(c, "leftover of an interrupted update", (step_id,)) for c in
+                     sorted(leftovers, key=lambda c: c.name)]
+            if keep.running:
+                return Step(step_id, inst.host, "service", svc.name, "noop", "up to date", slot=inst.slot), extra
+            if not svc.self_heal:
+                self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} is {keep.state} (drift; selfHeal is "
+                                     "off, so it is only reported)")
+                return Step(step_id, inst.host, "service", svc.name, "noop", f"{keep.state} (selfHeal off)",
+                            slot=inst.slot), extra
+            ops: tuple[Op, ...] = (Op("start", keep.name, {"id": keep.id}, undo="stop"),
+                   Op("wait_healthy", keep.name, {"id": keep.id}))
+            return Step(step_id, inst.host, "service", svc.name, "update", f"container is {keep.state}; starting it",
+                        slot=inst.slot, depends_on=deps, ops=ops), extra
+
+        if not stale:
+            ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
+                   Op("wait_healthy", new_name))
+            return Step(step_id, inst.host, "service", svc.name, "create", "new instance", slot=inst.slot,
+                        depends_on=deps, ops=ops), []
+
+        old = _pick(stale)
+        extra = [self._removal(c, "leftover of an interrupted update", (step_id,))
+                 for c in sorted(stale, key=lambda c: c.name) if c is not old]
+        changes = field_changes(old.spec_json, svc)
+        order = svc.update.order
+        old_ref = {"id": old.id}
+        if not old.running:
+            ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
+                   Op("wait_healthy", new_name), Op("remove", old.name, {**old_ref, "after": "service"}))
+        elif order == "start-first":
+            ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
+                   Op("wait_healthy", new_name), Op("stop", old.name, old_ref, undo="start"),
+                   Op("remove", old.name, {**old_ref, "after": "service"}))
+        else:
+            ops = (pull, Op("stop", old.name, old_ref, undo="start"), Op("create", new_name, create_args, undo="remove"),
+                   Op("start", new_name, undo="stop"), Op("wait_healthy", new_name),
+                   Op("remove", old.name, {**old_ref, "after": "service"}))
+        what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        reason = f"{order} rolling update ({what or 'spec'} changed)"
+        return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, changes=changes,
+                    depends_on=deps, ops=ops), extra
+
+    # -- removal of what the manifests no longer declare -----------------------------------------------
+    def prune(self, undeclared: list[str]) -> None:
+        if not undeclared:
+            return
+        if not self.desired.project.prune:
+            self.warnings.append("not declared any more but kept, because prune is off: " + ", ".join(undeclared))
+            return
+        # Reverse dependency order: a service is removed only after the services that depend on it.
+        dependents: dict[str, set[str]] = defaultdict(set)
+        for name in undeclared:
+            for c in self.by_service[name]:
+                for dep in c.depends_on:
+                    dependents[dep].add(name)
+        ids: dict[str, list[str]] = defaultdict(list)
+        pending = list(undeclared)
+        steps_of: dict[str, list[Step]] = {}
+        while pending:
+            ready = [n for n in pending if not (dependents.get(n, set()) & set(pending))] or pending[:1]
+            for name in sorted(ready):
+                after = tuple(sorted(i for d in dependents.get(name, ()) for i in ids[d]))
+                steps = [self._removal(c, "service no longer declared (prune is on)", after)
+                         for c in sorted(self.by_service[name], key=lambda c: (c.host, c.slot, c.name))
+                         if c.host in self.reachable]
+                steps_of[name] = steps
+                ids[name] = [s.id for s in steps]
+                pending.remove(name)
+        for name in undeclared:
+            self.steps += steps_of[name]
+
+    def volume_removals(self) -> None:
+        for vol in sorted(self.desired.volumes, key=lambda v: v.name):
+            if not vol.remove:
+                continue
+            docker_name = object_name(self.project, vol.name)
+            for host in sorted(self.reachable):
+                obs = self.observed.host(host)
+                assert obs is not None
+                if any(v.docker_name == docker_name for v in obs.volumes):
+                    users = tuple(sorted(s.id for s in self.steps if s.action == "remove" and s.host == host))
+                    self.steps.append(Step(f"volume/{vol.name}@{host}/remove", host, "volume", vol.name, "remove",
+                                           "the manifest says remove: true (its data is deleted)", depends_on=users,
+                                           ops=(Op("volume_remove", docker_name, {"name": vol.name}),)))
+
+
+def plan(desired: DesiredState, observed: ObservedState, *, options: PlanOptions = PlanOptions()) -> Plan:
+    """The ordered steps that take the hosts from ``observed`` to ``desired``. Pure and deterministic.
+
+    Services are planned in dependency order so that each step can name the steps it waits for.
+    """
+    order = _service_order(desired.services)
+    ordered = tuple(sorted(desired.services, key=lambda s: (order.get(s.name, 0), s.name)))
+    planner = _Planner(DesiredState(desired.project, desired.hosts, desired.networks, desired.volumes, ordered,
+                                    desired.revision), observed, options)
+    return planner.run()
