@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import click
-
-from gitops import log
 from rich.console import Console
 
+from gitops import log
 from gitops.docker_host import DockerHost
 from gitops.executor import Executor, connect_hosts, observe_all
 from gitops.loading import LoadOutcome, load_repo
@@ -163,9 +162,9 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
         if plan_file is not None:
             saved = _read_saved_plan(plan_file)
             if saved.desired_fingerprint != plan.desired_fingerprint:
-                raise click.ClickException(
-                    f"the saved plan is stale: the manifests changed since it was made (revision "
-                    f"{short_revision(saved.revision) or '?'} -> {short_revision(plan.revision) or '?'}); run gitops plan again")
+                was, now = short_revision(saved.revision) or "?", short_revision(plan.revision) or "?"
+                raise click.ClickException(f"the saved plan is stale: the manifests changed since it was made "
+                                           f"(revision {was} -> {now}); run gitops plan again")
             if saved.observed_fingerprint != plan.observed_fingerprint:
                 raise click.ClickException("the saved plan is stale: the containers on the hosts changed since it "
                                            "was made; run gitops plan again")

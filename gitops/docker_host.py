@@ -8,6 +8,7 @@ unmanaged object is an error, never an adoption (SECURITY.md item 14).
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import threading
@@ -302,16 +303,12 @@ class DockerHost:
         self._call(f"start {ref}", self.client.start, ref)
 
     def stop(self, ref: str, *, timeout: float) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self._call(f"stop {ref}", self.client.stop, ref, timeout=int(round(timeout)))
-        except docker.errors.NotFound:
-            pass
 
     def remove(self, ref: str) -> None:
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             self._call(f"remove {ref}", self.client.remove_container, ref, force=True, v=False)
-        except docker.errors.NotFound:
-            pass
 
     def inspect(self, ref: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call(f"inspect {ref}", self.client.inspect_container, ref)

@@ -232,7 +232,8 @@ class Executor:
 
         # 1. images, once per host, before any container is touched
         hosts_needing = sorted({s.host for s in creates + updates if any(o.kind == "pull" for o in s.ops)})
-        pulls = {h: self._ops_pool.submit(self.hosts[h].ensure_image, svc.image, svc.pull_policy) for h in hosts_needing}
+        pulls = {h: self._ops_pool.submit(self.hosts[h].ensure_image, svc.image, svc.pull_policy)
+                 for h in hosts_needing}
         pull_errors = {h: f.exception() for h, f in pulls.items() if f.exception() is not None}
         if pull_errors:
             for step in creates + updates:

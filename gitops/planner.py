@@ -301,8 +301,9 @@ class _Planner:
                    Op("wait_healthy", new_name), Op("stop", old.name, old_ref, undo="start"),
                    Op("remove", old.name, {**old_ref, "after": "service"}))
         else:
-            ops = (pull, Op("stop", old.name, old_ref, undo="start"), Op("create", new_name, create_args, undo="remove"),
-                   Op("start", new_name, undo="stop"), Op("wait_healthy", new_name),
+            ops = (pull, Op("stop", old.name, old_ref, undo="start"),
+                   Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
+                   Op("wait_healthy", new_name),
                    Op("remove", old.name, {**old_ref, "after": "service"}))
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
