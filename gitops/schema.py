@@ -120,16 +120,44 @@ def _errors_for(doc: Document, error: ValidationError) -> list[ManifestError]:
             out.append(doc.error((*path, key), text, key=True))
         return out
     if error.validator in ("anyOf", "oneOf") and error.context:
-        # Report the branch that got furthest, not "is not valid under any of the given schemas".
-        deepest = best_match(error.context)
-        if deepest is not None and deepest.validator not in ("not",):
-            return _errors_for(doc, deepest)
+        # Report the branch whose type fits the value (a list for a list), not "is not valid under any
+        # of the given schemas"; when no branch's type fits, say which types would.
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        fitting = [errs for errs in branches.values()
+                   if not any(e.validator in ("type", "const") and not e.relative_path for e in errs)]
+        if len(fitting) == 1:
+            return [m for sub in fitting[0] for m in _errors_for(doc, sub)]
+        if not fitting:
+            types = _branch_types(error)
+            if types:
+                return [doc.error(path, f"{format_path(path)}: expected {' or '.join(types)}, got "
+                                  f"{type_name(error.instance)} {_short(error.instance)}")]
         if error.validator == "oneOf" and isinstance(error.instance, dict):
             return [doc.error(path, f"{format_path(path)}: set exactly one of "
                               f"{', '.join(sorted(_one_of_keys(error)))}")]
+        deepest = best_match(error.context)
+        if deepest is not None and deepest.validator != "not":
+            return _errors_for(doc, deepest)
     prefix = format_path(path)
     message = _describe(error)
     return [doc.error(path, f"{prefix}: {message}" if prefix else message)]
+
+
+def _branch_types(error: ValidationError) -> list[str]:
+    out: list[str] = []
+    for branch in error.validator_value:
+        if not isinstance(branch, dict):
+            continue
+        if "$ref" in branch and "type" not in branch:
+            # anyOf with references only occurs in the Service schema (or refers to it absolutely)
+            resolved = _registry().resolver(base_uri="urn:gitops:v1:service").lookup(branch["$ref"]).contents
+            branch = resolved if isinstance(resolved, dict) else {}
+        kind = branch.get("type")
+        names = kind if isinstance(kind, list) else [kind] if kind else []
+        out += [{"object": "mapping", "array": "list"}.get(n, n) for n in names if n]
+    return list(dict.fromkeys(out))
 
 
 def _one_of_keys(error: ValidationError) -> set[str]:

@@ -27,11 +27,13 @@ def write_files(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Callable[..., Path]:
-    """Write manifest files into a fresh folder; a Project document is added unless given."""
+    """Write manifest files into a new folder per call; a Project document is added unless given."""
+    count = [0]
 
     def make(files: dict[str, str], *, project: bool = True) -> Path:
-        root = tmp_path / "repo"
-        root.mkdir(exist_ok=True)
+        count[0] += 1
+        root = tmp_path / ("repo" if count[0] == 1 else f"repo{count[0]}")
+        root.mkdir()
         if project:
             files = {"project.yaml": PROJECT, **files}
         return write_files(root, files)
