@@ -66,3 +66,33 @@ def docker_client():
         pytest.skip(f"Docker Engine not reachable: {exc}")
     yield client
     client.close()
+
+
+# --- engine fixtures: real Docker, unique project names, everything removed afterwards --------------------
+
+@pytest.fixture
+def project_name(docker_client) -> str:
+    """A unique project; every container, network and volume labelled with it is removed after the test."""
+    import uuid
+
+    name = f"t{uuid.uuid4().hex[:10]}"
+    yield name
+    purge_project(docker_client, name)
+
+
+def purge_project(client, name: str) -> None:
+    label = f"io.gitops.project={name}"
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+    for n in client.networks.list(filters={"label": label}):
+        n.remove()
+    for v in client.volumes.list(filters={"label": label}):
+        v.remove(force=True)
+
+
+@pytest.fixture
+def deploy(repo, project_name):
+    """Write manifests (project named ``project_name``), then plan and apply them on the real engine."""
+    from gitops.engine_test_support import Deployer
+
+    return Deployer(repo, project_name)

@@ -1,0 +1,60 @@
+"""Drive a whole pass (load, observe, plan, apply) in-process, for integration tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops.executor import ApplyResult, Executor, connect_hosts, observe_all
+from gitops.loading import load_repo
+from gitops.model import DesiredState
+from gitops.plan import Plan
+from gitops.planner import PlanOptions, plan
+
+
+@dataclass
+class Pass:
+    desired: DesiredState
+    plan: Plan
+    result: ApplyResult | None
+
+
+class Deployer:
+    def __init__(self, write_repo: Callable[..., Path], project: str) -> None:
+        self.write_repo = write_repo
+        self.project = project
+        self.root: Path | None = None
+
+    def project_doc(self, spec: str = "") -> str:
+        return f"apiVersion: gitops/v1\nkind: Project\nmetadata: {{name: {self.project}}}\n{spec}"
+
+    def load(self, files: dict[str, str], *, prune: bool = False) -> DesiredState:
+        files = {"project.yaml": self.project_doc("spec: {prune: true}\n" if prune else ""), **files}
+        self.root = self.write_repo(files, project=False)
+        outcome = load_repo(self.root, revision="test")
+        if outcome.desired is None:
+            raise AssertionError("manifests do not load: " + "; ".join(map(str, outcome.errors)))
+        return outcome.desired
+
+    def plan(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
+        desired = self.load(files, prune=prune)
+        hosts = connect_hosts(desired)
+        try:
+            observed = observe_all(desired, hosts)
+        finally:
+            for h in hosts.values():
+                h.close()
+        return Pass(desired, plan(desired, observed, options=PlanOptions(allow_empty=allow_empty)), None)
+
+    def __call__(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
+        desired = self.load(files, prune=prune)
+        hosts = connect_hosts(desired)
+        try:
+            observed = observe_all(desired, hosts)
+            the_plan = plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
+            result = Executor(desired, hosts).apply(the_plan)
+        finally:
+            for h in hosts.values():
+                h.close()
+        return Pass(desired, the_plan, result)

@@ -1,0 +1,282 @@
+"""The engine on the real Docker Engine: create, rolling updates, rollback, waves, prune, decoys."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import service
+
+pytestmark = pytest.mark.docker
+
+# A health check that passes on v1 and fails on v2: the image itself decides.
+V1_ONLY = "healthcheck: {exec: ['sh', '-c', 'grep -q v1 /www/index.html'], interval: 200ms, timeout: 1s, retries: 2}"
+WGET_OK = "healthcheck: {exec: ['wget', '-q', '-O', '/dev/null', 'http://127.0.0.1:8080/'], interval: 200ms, retries: 3}"
+FAST = "init: true\nstopGracePeriod: 2s\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running(client, project: str, svc: str | None = None) -> list:
+    labels = [f"io.gitops.project={project}"] + ([f"io.gitops.service={svc}"] if svc else [])
+    return client.containers.list(filters={"label": labels})
+
+
+def fetch(port: int, timeout: float = 1.0) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as response:
+        return response.read().decode()
+
+
+class Prober:
+    """Requests the service every 50 ms; a tick fails when no container of the service answers."""
+
+    def __init__(self, client, project: str, svc: str) -> None:
+        self.client, self.project, self.svc = client, project, svc
+        self.ok = 0
+        self.failures: list[str] = []
+        self.bodies: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _ports(self) -> list[int]:
+        items = self.client.api.containers(filters={"label": [f"io.gitops.project={self.project}",
+                                                              f"io.gitops.service={self.svc}"]})
+        return [p["PublicPort"] for c in items for p in c.get("Ports", []) if p.get("PublicPort")]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            errors = []
+            for port in self._ports():
+                try:
+                    self.bodies.add(fetch(port, timeout=0.5).strip())
+                    self.ok += 1
+                    break
+                except OSError as exc:
+                    errors.append(f"{port}: {exc}")
+            else:
+                self.failures.append("; ".join(errors) or "no container published a port")
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def web(body: str = "", image: str = "local/web:1", name: str = "web") -> dict[str, str]:
+    return {f"{name}.yaml": service(name, FAST + "ports: [{container: 8080, hostIp: 127.0.0.1}]\n" + body, image=image)}
+
+
+def test_create_from_scratch_then_a_second_pass_changes_nothing(deploy, docker_client, project_name) -> None:
+    """Networks, volumes and services come up labelled; the next plan is empty and applying it calls
+    nothing that mutates Docker (no container, network or volume events at all)."""
+    files = {
+        "infra.yaml": "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: net}\n---\n"
+                      "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\n",
+        "db.yaml": service("db", FAST + "networks: [{name: net, aliases: [database]}]\n"
+                           "mounts: [{type: volume, source: data, target: /data}]\n" + WGET_OK
+                           + "\ncommand: ['httpd', '-f', '-p', '8080', '-h', '/www']", image="local/web:1"),
+        "api.yaml": service("api", FAST + "networks: [net]\ndependsOn: [{service: db, condition: healthy}]\n"
+                            "env: {DB: 'http://database:8080/'}"),
+    }
+    first = deploy(files)
+    assert first.result is not None and first.result.ok, first.result
+    containers = running(docker_client, project_name)
+    assert sorted(c.labels["io.gitops.service"] for c in containers) == ["api", "db"]
+    for c in containers:
+        assert c.labels["io.gitops.managed"] == "true" and c.labels["io.gitops.revision"] == "test"
+        assert len(c.labels["io.gitops.spec-hash"]) == 64
+    api = next(c for c in containers if c.labels["io.gitops.service"] == "api")
+    # the alias resolves over the project's network: api reaches db by name
+    assert api.exec_run(["wget", "-q", "-O", "-", "http://database:8080/"]).output.decode().strip() == "web v1"
+    assert docker_client.networks.get(f"{project_name}_net").attrs["Labels"]["io.gitops.project"] == project_name
+    assert docker_client.volumes.get(f"{project_name}_data").attrs["Labels"]["io.gitops.project"] == project_name
+
+    since = datetime.utcnow()
+    second = deploy(files)
+    until = datetime.utcnow()
+    assert second.result is not None and second.result.ok
+    assert not second.plan.has_changes
+    events = list(docker_client.events(since=since, until=until, decode=True,
+                                       filters={"label": f"io.gitops.project={project_name}"}))
+    mutating = [e for e in events if e.get("Action") not in ("exec_create", "exec_start", "exec_die")
+                and not str(e.get("Action", "")).startswith("health_status")]
+    assert mutating == []
+
+
+def test_start_first_update_never_drops_a_request(deploy, docker_client, project_name) -> None:
+    """Two replicas rolled one at a time while a probe requests the service every 50 ms: no failure."""
+    body = "replicas: 2\n" + WGET_OK + "\nupdate: {order: start-first, parallelism: 1, minHealthyTime: 300ms}"
+    assert deploy(web(body)).result.ok
+    with Prober(docker_client, project_name, "web") as probe:
+        time.sleep(0.3)
+        result = deploy(web(body, image="local/web:2")).result
+        time.sleep(0.3)
+    assert result is not None and result.ok, result
+    assert probe.failures == [] and probe.ok > 20
+    assert probe.bodies == {"web v1", "web v2"}
+    now = running(docker_client, project_name, "web")
+    assert len(now) == 2 and {c.image.tags[0] for c in now} == {"local/web:2"}
+    # the old containers are gone, not merely stopped
+    assert len(docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"})) == 2
+
+
+def test_stop_first_with_a_fixed_host_port(deploy, docker_client, project_name) -> None:
+    port = free_port()
+    body = f"ports: [{{container: 8080, host: {port}, hostIp: 127.0.0.1}}]\n" + WGET_OK
+    files = {"web.yaml": service("web", FAST + body)}
+    assert deploy(files).result.ok
+    assert fetch(port).strip() == "web v1"
+    second = deploy({"web.yaml": service("web", FAST + body, image="local/web:2")})
+    assert second.plan.changes[0].reason.startswith("stop-first")
+    assert second.result is not None and second.result.ok
+    assert fetch(port).strip() == "web v2"
+    assert len(docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"})) == 1
+
+
+def test_failing_health_check_rolls_back_and_reports_why(deploy, docker_client, project_name) -> None:
+    """v2 fails its health check: every replica goes back to v1, which kept serving throughout, and
+    the outcome is a failure that carries the health-check output."""
+    body = "replicas: 2\n" + V1_ONLY + "\nupdate: {parallelism: 1, healthyDeadline: 20s}"
+    assert deploy(web(body)).result.ok
+    with Prober(docker_client, project_name, "web") as probe:
+        second = deploy(web(body, image="local/web:2"))
+    result = second.result
+    assert result is not None and not result.ok
+    outcome = result.services["web"]
+    assert outcome.status == "rolled_back"
+    assert "health check failed" in outcome.message and "rolled back to the previous version" in outcome.message
+    assert outcome.health_output.startswith("exit 1")
+    assert probe.failures == [] and "web v1" in probe.bodies
+    after = docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"})
+    assert len(after) == 2 and all(c.status == "running" and c.image.tags == ["local/web:1"] for c in after)
+    ports = [p["PublicPort"] for c in docker_client.api.containers(filters={"label": f"io.gitops.project={project_name}"})
+             for p in c["Ports"] if p.get("PublicPort")]
+    assert sorted(fetch(port).strip() for port in ports) == ["web v1", "web v1"]
+    # and the rollback converged: the v1 plan has nothing to do
+    assert not deploy.plan(web(body)).plan.has_changes
+
+
+def test_failure_action_pause_stops_and_reports(deploy, docker_client, project_name) -> None:
+    body = "replicas: 2\n" + V1_ONLY + "\nupdate: {parallelism: 1, failureAction: pause, healthyDeadline: 20s}"
+    assert deploy(web(body)).result.ok
+    result = deploy(web(body, image="local/web:2")).result
+    assert result is not None and result.services["web"].status == "paused"
+    images = sorted(c.image.tags[0] for c in running(docker_client, project_name, "web"))
+    assert images == ["local/web:1", "local/web:1"]  # the failing replica was put back; nothing else started
+
+
+def test_dependents_are_skipped_unrelated_services_converge(deploy, docker_client, project_name) -> None:
+    files = {
+        **web(V1_ONLY, image="local/web:2", name="base"),
+        "child.yaml": service("child", FAST + "dependsOn: [base]"),
+        "other.yaml": service("other", FAST),
+    }
+    result = deploy(files).result
+    assert result is not None and not result.ok
+    assert result.services["base"].status == "failed"
+    assert result.services["child"].status == "skipped"
+    assert [c.labels["io.gitops.service"] for c in running(docker_client, project_name, "other")] == ["other"]
+    assert running(docker_client, project_name, "child") == []
+
+
+def test_dependency_waves_are_honoured(deploy, docker_client, project_name) -> None:
+    """api waits for db to be healthy (db needs ~1 s); web waits only for api to start."""
+    slow = "command: ['sh', '-c', 'sleep 1; touch /tmp/ready; exec httpd -f -p 8080 -h /www']\n" \
+           "healthcheck: {exec: ['test', '-f', '/tmp/ready'], interval: 200ms, retries: 10}"
+    files = {
+        "db.yaml": service("db", FAST + slow),
+        "api.yaml": service("api", FAST + "dependsOn: [{service: db, condition: healthy}]"),
+        "web.yaml": service("web", FAST + "dependsOn: [api]"),
+    }
+    assert deploy(files).result.ok
+
+    def started(svc: str) -> float:
+        c = running(docker_client, project_name, svc)[0]
+        return datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26]).timestamp()
+
+    assert started("api") >= started("db") + 1.0
+    assert started("web") >= started("api")
+
+
+def test_prune_removes_undeclared_services_and_keeps_volumes(deploy, docker_client, project_name) -> None:
+    vol = "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\n"
+    files = {"v.yaml": vol, "a.yaml": service("a", FAST), "b.yaml": service("b", FAST + "mounts: [{type: volume, source: data, target: /d}]")}
+    assert deploy(files, prune=True).result.ok
+    kept = deploy({"v.yaml": vol, "a.yaml": files["a.yaml"]})  # prune off: b is only reported
+    assert kept.plan.warnings == ("not declared any more but kept, because prune is off: b",)
+    assert len(running(docker_client, project_name, "b")) == 1
+    pruned = deploy({"v.yaml": vol, "a.yaml": files["a.yaml"]}, prune=True)
+    assert pruned.result is not None and pruned.result.ok
+    assert running(docker_client, project_name, "b") == [] and len(running(docker_client, project_name, "a")) == 1
+    assert docker_client.volumes.get(f"{project_name}_data")  # never removed without remove: true
+
+
+def test_unmanaged_decoys_are_left_byte_identical(deploy, docker_client, project_name) -> None:
+    """Containers without the project's labels, even with copied names and labels, are never touched;
+    a name collision is an error, not an adoption."""
+    from gitops.model import container_name
+
+    decoys = [
+        docker_client.containers.run("local/busybox:1", ["sleep", "300"], detach=True, name=f"{project_name}-decoy",
+                                     labels={"io.gitops.test": "decoy"}),
+        docker_client.containers.run("local/busybox:1", ["sleep", "300"], detach=True,
+                                     labels={"io.gitops.managed": "true", "io.gitops.project": project_name + "x",
+                                             "io.gitops.service": "web", "io.gitops.slot": "0"}),
+        docker_client.containers.run("local/busybox:1", ["sleep", "300"], detach=True,
+                                     labels={"io.gitops.service": "web", "io.gitops.slot": "0"}),
+    ]
+    try:
+        before = [d.client.api.inspect_container(d.id) for d in decoys]
+        files = web()
+        desired = deploy.load(files)
+        taken = container_name(project_name, "web", 0, desired.service("web").spec_hash)
+        squatter = docker_client.containers.run("local/busybox:1", ["sleep", "300"], detach=True, name=taken,
+                                                labels={"io.gitops.test": "decoy"})
+        decoys.append(squatter)
+        before.append(docker_client.api.inspect_container(squatter.id))
+        collided = deploy(files, prune=True)
+        assert collided.result is not None and not collided.result.ok
+        assert "is not managed by project" in collided.result.steps["service/web/0@local"].message
+        squatter.remove(force=True)
+        decoys.pop()
+        before.pop()
+        assert deploy(files, prune=True).result.ok
+        assert deploy(web(image="local/web:2"), prune=True).result.ok
+        assert deploy({"other.yaml": service("other", FAST)}, prune=True).result.ok  # prunes web
+        after = [docker_client.api.inspect_container(d.id) for d in decoys]
+        assert after == before
+    finally:
+        for d in decoys:
+            d.remove(force=True)
+
+
+def test_pull_policy_never_with_a_missing_image_fails_cleanly(deploy, project_name) -> None:
+    result = deploy({"s.yaml": service("s", "pullPolicy: never", image="local/does-not-exist:1")}).result
+    assert result is not None and not result.ok
+    assert result.steps["service/s/0@local"].message == (
+        "local: image local/does-not-exist:1 is not on the host and pullPolicy is never")
+
+
+def test_http_probe_through_the_published_port(deploy, docker_client, project_name) -> None:
+    port = free_port()
+    body = (f"ports: [{{container: 8080, host: {port}, hostIp: 127.0.0.1}}]\n"
+            "healthcheck: {http: {port: 8080, path: /healthz}, interval: 200ms, retries: 3}")
+    assert deploy({"web.yaml": service("web", FAST + body)}).result.ok
+    bad = body.replace("/healthz", "/missing") + "\nupdate: {healthyDeadline: 10s}"
+    result = deploy({"web.yaml": service("web", FAST + bad)}).result
+    assert result is not None and result.services["web"].status == "rolled_back"
+    assert "GET /missing answered 404" in result.services["web"].health_output
+    assert fetch(port).strip() == "web v1"
