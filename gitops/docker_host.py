@@ -45,6 +45,7 @@ from gitops.model import (
 )
 
 API_VERSION = "auto"  # negotiate: Debian's engine 20.10 speaks 1.41, newer engines more
+MIN_API_VERSION = "1.41"
 NS = 1_000_000_000
 
 
@@ -77,10 +78,17 @@ def _health_from_status(status: str) -> str:
 
 
 def _explain(exc: Exception) -> str:
+    """A one-line reason: the API's explanation, or the innermost cause of a connection error."""
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
     text = str(exc)
-    return text.split("(Caused by")[0].strip() or type(exc).__name__
+    if "(Caused by" not in text:
+        return text or type(exc).__name__
+    cause = text.split("(Caused by", 1)[1]
+    match = re.search(r"\[SSL[^\]]*\] ([^'\"]+)|(\[Errno -?\d+\] [^'\"]+)|Error\(\d+, '([^']+)'\)", cause)
+    inner = next((g for g in match.groups() if g), "") if match else cause
+    inner = inner.strip(" )'\"")
+    return inner + ")" * (inner.count("(") - inner.count(")"))
 
 
 class DockerHost:
@@ -119,8 +127,17 @@ class DockerHost:
                     verify=(t.ca or True) if t.verify else False,
                 )
                 url = "https://" + url[len("tcp://"):]
-            return docker.APIClient(base_url=url, version=API_VERSION, timeout=self.timeout, tls=tls,
-                                    max_pool_size=self.pool_size, use_ssh_client=url.startswith("ssh://"))
+            # With TLS, build the client without asking the server anything yet (a concrete version
+            # means no request), so trust_env can be switched off before the first request.
+            client = docker.APIClient(base_url=url, version=MIN_API_VERSION if tls else API_VERSION,
+                                      timeout=self.timeout, tls=tls, max_pool_size=self.pool_size,
+                                      use_ssh_client=url.startswith("ssh://"))
+            if tls:
+                # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own CA: the host's
+                # manifest names the CA to trust, so the environment must not decide that.
+                client.trust_env = False
+                client._version = client._retrieve_server_version()
+            return client
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise HostUnreachable(self.name, f"cannot connect to {self.spec.url or 'the local engine'}: "
                                   f"{_explain(exc)}") from exc

@@ -96,3 +96,21 @@ def deploy(repo, project_name):
     from gitops.engine_test_support import Deployer
 
     return Deployer(repo, project_name)
+
+
+@pytest.fixture(scope="session")
+def second_engine(docker_client):
+    """A second Docker Engine (scripts/second-engine.sh): its unix URL, TLS tcp URL and certs folder."""
+    import subprocess
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "second-engine.sh"
+    proc = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        pytest.fail(f"second engine did not start: {proc.stderr[-2000:]}")
+    unix_url, tcp_url, certs = proc.stdout.split()
+    import docker
+
+    client = docker.DockerClient(base_url=unix_url, version="auto")
+    yield {"unix": unix_url, "tcp": tcp_url, "certs": Path(certs), "client": client}
+    client.close()
+    subprocess.run(["bash", str(script), "stop"], capture_output=True, timeout=60)
