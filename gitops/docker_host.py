@@ -82,11 +82,11 @@ def _explain(exc: Exception) -> str:
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
     text = str(exc)
-    if "(Caused by" not in text:
-        return text or type(exc).__name__
-    cause = text.split("(Caused by", 1)[1]
+    cause = text.split("(Caused by", 1)[-1]
     match = re.search(r"\[SSL[^\]]*\] ([^'\"]+)|(\[Errno -?\d+\] [^'\"]+)|Error\(\d+, '([^']+)'\)", cause)
-    inner = next((g for g in match.groups() if g), "") if match else cause
+    if not match:
+        return text or type(exc).__name__
+    inner = next((g for g in match.groups() if g), "")
     inner = inner.strip(" )'\"")
     return inner + ")" * (inner.count("(") - inner.count(")"))
 

@@ -155,8 +155,8 @@ def _branch_types(error: ValidationError) -> list[str]:
             resolved = _registry().resolver(base_uri="urn:gitops:v1:service").lookup(branch["$ref"]).contents
             branch = resolved if isinstance(resolved, dict) else {}
         kind = branch.get("type")
-        names = kind if isinstance(kind, list) else [kind] if kind else []
-        out += [{"object": "mapping", "array": "list"}.get(n, n) for n in names if n]
+        names: list[str] = kind if isinstance(kind, list) else [kind] if kind else []
+        out += [{"object": "mapping", "array": "list"}.get(n, n) for n in names]
     return list(dict.fromkeys(out))
 
 
