@@ -102,6 +102,7 @@ class DockerHost:
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
         self._images: dict[str, bool] = {}
+        self._image_locks: dict[str, threading.Lock] = {}
 
     # -- connection -----------------------------------------------------------------------------------
     @property
@@ -218,8 +219,17 @@ class DockerHost:
 
     # -- images ---------------------------------------------------------------------------------------
     def ensure_image(self, image: str, policy: str) -> None:
-        """Pull by policy: missing (only when absent), always, never (absent is an error)."""
-        if policy != "always" and self._images.get(image):
+        """Pull by policy: missing (only when absent), always, never (absent is an error).
+
+        Services sharing an image on a host share one check (and one pull) per run.
+        """
+        with self._lock:
+            lock = self._image_locks.setdefault(image, threading.Lock())
+        with lock:
+            self._ensure_image(image, policy)
+
+    def _ensure_image(self, image: str, policy: str) -> None:
+        if self._images.get(image):
             return
         present = True
         if policy != "always":

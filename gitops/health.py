@@ -79,9 +79,14 @@ def _published(info: dict[str, Any], port: int, fallback_host: str) -> tuple[str
 
 def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threading.Event | None = None,
                  clock: Any = time.monotonic) -> float:
-    """Block until ``ref`` is healthy for ``minHealthyTime``; return the seconds it took. Raises HealthFailure."""
+    """Block until ``ref`` is healthy for ``minHealthyTime``; return the seconds it took. Raises HealthFailure.
+
+    With no health check and no minHealthyTime, a successful start is all there is to wait for.
+    """
     hc: HealthCheck | None = svc.healthcheck
     min_healthy = svc.update.min_healthy_time
+    if hc is None and min_healthy <= 0:
+        return 0.0
     deadline = effective_deadline(svc)
     started = clock()
     healthy_since: float | None = None

@@ -1,7 +1,18 @@
 #!/usr/bin/env bash
-# The main job: bring example-repo up on the local Docker Engine, then show what runs.
-# Installs and starts what is missing (scripts/setup.sh). A second run changes nothing.
+# The main job: bring example-repo up on the local Docker Engine and show what runs.
+# Installs and starts what is missing (scripts/setup.sh). Running it again changes nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/gitops validate example-repo
+gitops=.venv/bin/gitops
+$gitops validate example-repo
+$gitops apply example-repo --yes
+echo
+echo "Running (project shop):"
+docker ps --filter label=io.gitops.project=shop --format '  {{.Names}}\t{{.Status}}\t{{.Ports}}'
+port=$(docker ps --filter label=io.gitops.service=web --filter label=io.gitops.project=shop \
+         --format '{{.Ports}}' | head -n 1 | sed -E 's/.*:([0-9]+)->.*/\1/')
+if [ -n "$port" ]; then
+  echo "web answers on http://127.0.0.1:$port/ : $(wget -q -O - "http://127.0.0.1:$port/" 2>/dev/null || busybox wget -q -O - "http://127.0.0.1:$port/")"
+fi
+echo "Next: edit example-repo (e.g. image: local/web:2 in services/web.yaml), then '$gitops plan example-repo' and run this again."

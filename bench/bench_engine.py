@@ -1,0 +1,255 @@
+"""Engine benchmark: gitops against the raw docker-py lower bound (and docker-compose when installed),
+measured in the same run on the local engine, reported as ratios.
+
+    .venv/bin/python bench/bench_engine.py [--services 20] [--rounds 3]
+
+Scenarios, each for N one-replica services (image local/web, init on, no health check so every
+variant does the same Docker work):
+  create   from nothing            raw: thread pool of create+start
+  update   image 1 -> 2            raw: thread pool of create+start new, remove old (parallelism = replicas)
+  noop     nothing changed         full pass (load, observe, plan) and the list calls it made per host
+  plan     2,000 services x 50 hosts, synthetic observed state, pure planner only
+Targets (issue 3): create <= 1.2x raw and faster than compose; noop <= 0.3 s with one list call per host;
+update <= 1.3x raw; plan < 1 s. The median of --rounds runs is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gitops.executor import Executor, connect_hosts, observe_all  # noqa: E402
+from gitops.loading import load_repo  # noqa: E402
+from gitops.model import (  # noqa: E402
+    DesiredState,
+    HostSpec,
+    ProjectSpec,
+    ServiceSpec,
+    UpdatePolicy,
+)
+from gitops.planner import plan  # noqa: E402
+from gitops.testing import converged  # noqa: E402
+
+WORKERS = 8
+
+
+def write_repo(root: Path, project: str, n: int, image: str) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "project.yaml").write_text(f"apiVersion: gitops/v1\nkind: Project\nmetadata: {{name: {project}}}\n")
+    docs = [f"apiVersion: gitops/v1\nkind: Service\nmetadata: {{name: s{i:02d}}}\nspec:\n  image: {image}\n"
+            "  init: true\n  pullPolicy: never\n  stopGracePeriod: 2s\n" for i in range(n)]
+    (root / "services.yaml").write_text("---\n".join(docs))
+
+
+def gitops_pass(root: Path) -> tuple[float, bool]:
+    started = time.perf_counter()
+    desired = load_repo(root, revision="bench").desired
+    assert desired is not None
+    hosts = connect_hosts(desired)
+    try:
+        observed = observe_all(desired, hosts)
+        the_plan = plan(desired, observed)
+        ok = Executor(desired, hosts, concurrency=WORKERS).apply(the_plan).ok if the_plan.has_changes else True
+    finally:
+        for h in hosts.values():
+            h.close()
+    return time.perf_counter() - started, ok
+
+
+def purge(client: docker.DockerClient, label: str) -> None:
+    for c in client.containers.list(all=True, filters={"label": label}):
+        c.remove(force=True)
+
+
+def raw_create(api: docker.APIClient, label: str, n: int, image: str, suffix: str) -> tuple[float, list[str]]:
+    def one(i: int) -> str:
+        c = api.create_container(image, name=f"{label}-{i}-{suffix}", labels={"bench": label},
+                                 host_config=api.create_host_config(init=True))
+        api.start(c["Id"])
+        return str(c["Id"])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        ids = list(pool.map(one, range(n)))
+    return time.perf_counter() - started, ids
+
+
+def raw_update(api: docker.APIClient, label: str, n: int, old: list[str]) -> float:
+    def one(i: int) -> None:
+        c = api.create_container("local/web:2", name=f"{label}-{i}-b", labels={"bench": label},
+                                 host_config=api.create_host_config(init=True))
+        api.start(c["Id"])
+        api.stop(old[i], timeout=2)
+        api.remove_container(old[i], force=True)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        list(pool.map(one, range(n)))
+    return time.perf_counter() - started
+
+
+def compose_times(n: int, workdir: Path) -> dict[str, float] | None:
+    exe = shutil.which("docker-compose")
+    if not exe:
+        return None
+    project = f"bc{uuid.uuid4().hex[:6]}"
+
+    def write(image: str) -> None:
+        lines = ["version: '2.4'", "services:"]
+        for i in range(n):
+            lines += [f"  s{i:02d}:", f"    image: {image}", "    init: true", "    stop_grace_period: 2s"]
+        (workdir / "docker-compose.yml").write_text("\n".join(lines) + "\n")
+
+    def up() -> float:
+        started = time.perf_counter()
+        subprocess.run([exe, "-p", project, "up", "-d"], cwd=workdir, check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    try:
+        write("local/web:1")
+        create = up()
+        noop = up()
+        write("local/web:2")
+        update = up()
+    finally:
+        subprocess.run([exe, "-p", project, "down", "-t", "1"], cwd=workdir, capture_output=True)
+    return {"create": create, "update": update, "noop": noop}
+
+
+class CallCounter:
+    """Counts docker API list calls made through APIClient during a block."""
+
+    NAMES = ("containers", "networks", "volumes")
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self._saved: dict[str, object] = {}
+
+    def __enter__(self) -> CallCounter:
+        for name in self.NAMES:
+            original = getattr(docker.APIClient, name)
+            self._saved[name] = original
+
+            def wrapper(*args, _original=original, _name=name, **kwargs):  # type: ignore[no-untyped-def]
+                self.calls[_name] = self.calls.get(_name, 0) + 1
+                return _original(*args, **kwargs)
+
+            setattr(docker.APIClient, name, wrapper)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name, original in self._saved.items():
+            setattr(docker.APIClient, name, original)
+
+
+def synthetic(services: int, hosts: int) -> DesiredState:
+    host_specs = tuple(HostSpec(f"h{i:02d}", f"unix:///run/h{i}.sock") for i in range(hosts))
+    svcs = tuple(
+        ServiceSpec(name=f"s{i:04d}", image=f"registry.example/app{i % 7}:1", replicas=1 + i % 3,
+                    hosts=tuple(h.name for h in host_specs[i % hosts:i % hosts + 2]), update=UpdatePolicy())
+        for i in range(services))
+    return DesiredState(ProjectSpec("bench"), host_specs, (), (), svcs, "r1")
+
+
+def bench_plan(rounds: int) -> dict[str, float]:
+    before = synthetic(2000, 50)
+    observed = converged(before)
+    # a realistic change: a tenth of the services get a new image
+    after_services = tuple(
+        ServiceSpec(**{**s.__dict__, "image": s.image.replace(":1", ":2")}) if i % 10 == 0 else s
+        for i, s in enumerate(before.services))
+    after = DesiredState(before.project, before.hosts, (), (), after_services, "r2")
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        p = plan(after, observed)
+        times.append(time.perf_counter() - started)
+    return {"seconds": statistics.median(times), "steps": len(p.steps), "changes": len(p.changes),
+            "instances": sum(s.replicas for s in after.services)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--services", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    n = args.services
+    client = docker.from_env(version="auto")
+    api = client.api
+    rows: dict[str, list[float]] = {k: [] for k in ("raw_create", "gitops_create", "raw_update", "gitops_update",
+                                                     "gitops_noop")}
+    list_calls: dict[str, int] = {}
+    for r in range(args.rounds):
+        label = f"bench{uuid.uuid4().hex[:6]}"
+        try:
+            t, ids = raw_create(api, label, n, "local/web:1", "a")
+            rows["raw_create"].append(t)
+            rows["raw_update"].append(raw_update(api, label, n, ids))
+        finally:
+            purge(client, f"bench={label}")
+        project = f"bg{uuid.uuid4().hex[:6]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "repo"
+            try:
+                write_repo(root, project, n, "local/web:1")
+                t, ok = gitops_pass(root)
+                assert ok, "gitops create failed"
+                rows["gitops_create"].append(t)
+                with CallCounter() as counter:
+                    t, ok = gitops_pass(root)
+                rows["gitops_noop"].append(t)
+                list_calls = counter.calls
+                write_repo(root, project, n, "local/web:2")
+                t, ok = gitops_pass(root)
+                assert ok, "gitops update failed"
+                rows["gitops_update"].append(t)
+            finally:
+                purge(client, f"io.gitops.project={project}")
+        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        compose = compose_times(n, Path(tmp))
+    planning = bench_plan(args.rounds)
+    result = {
+        "services": n, "rounds": args.rounds, "median_seconds": med, "compose_seconds": compose,
+        "noop_list_calls_per_host": list_calls, "plan_2000x50": planning,
+        "ratios": {
+            "create_vs_raw": med["gitops_create"] / med["raw_create"],
+            "update_vs_raw": med["gitops_update"] / med["raw_update"],
+            "create_vs_compose": med["gitops_create"] / compose["create"] if compose else None,
+            "update_vs_compose": med["gitops_update"] / compose["update"] if compose else None,
+        },
+    }
+    ratios = result["ratios"]
+    print(f"\nN = {n} services, median of {args.rounds} rounds (seconds)")
+    for what in ("create", "update"):
+        line = (f"  {what}  raw {med['raw_' + what]:.2f}  gitops {med['gitops_' + what]:.2f}"
+                f"  -> {ratios[what + '_vs_raw']:.2f}x raw")
+        if compose:
+            line += f", {ratios[what + '_vs_compose']:.2f}x compose ({compose[what]:.2f})"
+        print(line)
+    print(f"  no-op   gitops {med['gitops_noop']:.3f}" + (f"  compose {compose['noop']:.2f}" if compose else "")
+          + f"   list calls: {list_calls}")
+    print(f"  plan    {planning['seconds']:.3f}s for {planning['instances']} instances of 2000 services on 50 hosts "
+          f"({planning['changes']} changes)")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
