@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 CORE = ["gitops.model", "gitops.manifests", "gitops.schema", "gitops.validate", "gitops.desired",
-        "gitops.units", "gitops.loading"]
+        "gitops.units", "gitops.loading", "gitops.planner", "gitops.plan", "gitops.testing"]
 
 
 def test_core_modules_load_neither_docker_nor_git() -> None:
@@ -26,7 +26,8 @@ def test_core_sources_do_not_read_the_clock() -> None:
     import importlib
     import inspect
 
-    for name in ["gitops.model", "gitops.schema", "gitops.validate", "gitops.desired", "gitops.units"]:
+    for name in ["gitops.model", "gitops.schema", "gitops.validate", "gitops.desired", "gitops.units",
+                 "gitops.planner", "gitops.plan", "gitops.testing"]:
         source = inspect.getsource(importlib.import_module(name))
         for forbidden in ("time.time(", "datetime.now(", "import docker", "import git", "import socket"):
             assert forbidden not in source, (name, forbidden)

@@ -1,0 +1,75 @@
+"""Health timers agree with Docker's: gitops never gives up before Docker could decide (pure)."""
+
+from __future__ import annotations
+
+from gitops.health import HealthFailure, effective_deadline, wait_healthy
+from gitops.model import HealthCheck, ServiceSpec, UpdatePolicy
+
+
+def svc(hc: HealthCheck | None, **update: float) -> ServiceSpec:
+    return ServiceSpec("web", "img", healthcheck=hc, update=UpdatePolicy(**update))  # type: ignore[arg-type]
+
+
+def test_deadline_covers_start_period_and_every_retry() -> None:
+    hc = HealthCheck("exec", ("CMD", "true"), interval=5, timeout=3, retries=4, start_period=10)
+    assert hc.deadline() == 10 + 4 * (5 + 3)
+    # a healthyDeadline shorter than Docker's own decision time is stretched to it, plus minHealthyTime
+    assert effective_deadline(svc(hc, healthy_deadline=20, min_healthy_time=2)) == 44
+    assert effective_deadline(svc(hc, healthy_deadline=120)) == 120
+    assert effective_deadline(svc(None, healthy_deadline=30)) == 30
+
+
+class FakeHost:
+    """Replays a sequence of container states (the only fake: health.py's logic is what is tested)."""
+
+    def __init__(self, states: list[dict]) -> None:
+        self.states = states
+        self.calls = 0
+
+    def inspect(self, ref: str) -> dict:
+        state = self.states[min(self.calls, len(self.states) - 1)]
+        self.calls += 1
+        return {"State": state}
+
+    def probe_address(self) -> str:
+        return "127.0.0.1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.1
+        return self.now
+
+
+def test_min_healthy_time_resets_when_health_drops() -> None:
+    hc = HealthCheck("exec", ("CMD", "true"), interval=0.1, timeout=0.1, retries=3)
+    running = {"Status": "running"}
+    seq = [dict(running, Health={"Status": s}) for s in ["starting", "healthy", "starting"] + ["healthy"] * 30]
+    host = FakeHost(seq)
+    waited = wait_healthy(host, "x", svc(hc, min_healthy_time=1.0, healthy_deadline=30), clock=Clock())
+    assert waited >= 1.0 and host.calls > 10
+
+
+def test_exited_container_fails_at_once_with_its_exit_code() -> None:
+    host = FakeHost([{"Status": "exited", "ExitCode": 3}])
+    try:
+        wait_healthy(host, "x", svc(None, min_healthy_time=1.0), clock=Clock())
+    except HealthFailure as exc:
+        assert str(exc) == "container exited (exit code 3)"
+    else:
+        raise AssertionError("an exited container passed the health gate")
+
+
+def test_unhealthy_reports_the_last_check_output() -> None:
+    hc = HealthCheck("exec", ("CMD", "false"), interval=0.1, timeout=0.1, retries=1)
+    log = [{"ExitCode": 1, "Output": "db not reachable\n"}]
+    host = FakeHost([{"Status": "running", "Health": {"Status": "unhealthy", "Log": log}}])
+    try:
+        wait_healthy(host, "x", svc(hc), clock=Clock())
+    except HealthFailure as exc:
+        assert str(exc) == "health check failed" and exc.detail == "exit 1: db not reachable"
+    else:
+        raise AssertionError("unhealthy passed")
