@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -16,12 +17,15 @@ from gitops.docker_host import DockerHost
 from gitops.executor import Executor, connect_hosts, observe_all
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
-from gitops.model import DesiredState
+from gitops.model import DesiredState, ObservedState, observed_from_dict
+from gitops.observed import converged
 from gitops.plan import Plan, render_markdown, render_text, short_revision
 from gitops.planner import PlanError, PlanOptions
 from gitops.planner import plan as make_plan
 from gitops.progress import print_outcome, run_with_progress
-from gitops.source import revision_of
+from gitops.reconciler import LocalSource, PassResult, Reconciler
+from gitops.source import Checkout, GitSource, SourceError, revision_of
+from gitops.state import StateError, StateStore, default_state_dir
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # also: any error for plan/apply
@@ -108,27 +112,92 @@ def _print_plan_text(plan: Plan, *, show_unchanged: bool = False) -> None:
         click.echo(render_text(plan, show_unchanged=show_unchanged), nl=False)
 
 
+def source_options(fn: Any) -> Any:
+    """--repo/--ref/--path/--state-dir/--fetch-timeout, shared by the commands that read a git source."""
+    fn = click.option("--fetch-timeout", default=60.0, show_default=True, type=float,
+                      help="Seconds a git fetch may take.")(fn)
+    fn = click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+                      help="Where the state store and git cache live [default: $XDG_STATE_HOME/gitops].")(fn)
+    fn = click.option("--path", "subdir", default="", help="Folder of the manifests inside the repository.")(fn)
+    fn = click.option("--ref", default="main", show_default=True, help="Branch, tag or commit to deploy.")(fn)
+    fn = click.option("--repo", "repo_url",
+                      help="Git repository URL (https://, ssh://, git@host:path, file://, path).")(fn)
+    return fn
+
+
+def _state_dir(state_dir: Path | None) -> Path:
+    return state_dir or default_state_dir()
+
+
+def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, timeout: float) -> GitSource:
+    try:
+        return GitSource(repo_url, ref, subdir=subdir, cache_dir=_state_dir(state_dir) / "git", timeout=timeout)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _desired_from_checkout(checkout: Checkout) -> DesiredState:
+    outcome = load_repo(checkout.path, revision=checkout.commit)
+    if not outcome.ok:
+        for error in outcome.errors:
+            click.echo(str(error), err=True)
+        raise click.ClickException(f"{len(outcome.errors)} errors at {checkout.commit[:12]}")
+    assert outcome.desired is not None
+    return outcome.desired
+
+
 @main.command("plan")
-@path_argument
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@source_options
+@click.option("--observed", "observed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Plan against a snapshot (saved `gitops status --format json`) instead of the live hosts.")
+@click.option("--base", "base_ref", help="Plan the change from this ref to --ref (or PATH), with no host at all.")
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json", "markdown"]))
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there is nothing to do, 2 when there are changes.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="Also save the plan as JSON, for `gitops apply --plan FILE`.")
 @click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
 @click.option("--show-unchanged", is_flag=True, help="List unchanged instances too (text format).")
-def plan_command(path: Path, fmt: str, detailed_exitcode: bool, out: Path | None, allow_empty: bool,
-                 show_unchanged: bool) -> None:
+def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str, state_dir: Path | None,
+                 fetch_timeout: float, observed_file: Path | None, base_ref: str | None, fmt: str,
+                 detailed_exitcode: bool, out: Path | None, allow_empty: bool, show_unchanged: bool) -> None:
     """Show what apply would change on the hosts, without changing anything.
+
+    The manifests come from PATH (default: the current folder) or from --repo at --ref. They are
+    compared with the live hosts, or with a snapshot (--observed FILE), or with another ref of the
+    same repository (--base REF: no host and no Docker socket needed).
 
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
-    desired = _load_or_exit(path)
-    hosts = connect_hosts(desired)
+    if repo_url and path:
+        raise click.UsageError("give either PATH or --repo, not both")
+    source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout) if repo_url else None
     try:
-        plan = _make_plan(desired, hosts, allow_empty)
-    finally:
-        for host in hosts.values():
-            host.close()
+        desired = _desired_from_checkout(source.fetch()) if source else _load_or_exit(path or Path("."))
+        if base_ref:
+            if source:
+                base_checkout = source.fetch_commit(base_ref)
+            else:
+                base_checkout = _local_ref_checkout(path or Path("."), base_ref, state_dir)
+            observed = converged(_desired_from_checkout(base_checkout))
+        elif observed_file:
+            observed = _read_snapshot(observed_file)
+        else:
+            observed = None
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if observed is not None:
+        try:
+            plan = make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
+        except PlanError as exc:
+            raise click.ClickException(str(exc)) from exc
+    else:
+        hosts = connect_hosts(desired)
+        try:
+            plan = _make_plan(desired, hosts, allow_empty)
+        finally:
+            for host in hosts.values():
+                host.close()
     if out is not None:
         out.write_text(plan.to_json())
     if fmt == "json":
@@ -186,11 +255,221 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 
 
+def _read_snapshot(path: Path) -> ObservedState:
+    try:
+        data = json.loads(path.read_text())
+        return observed_from_dict(data.get("observed", data))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"{path}: not a status snapshot (gitops status --format json): {exc}") from exc
+
+
+def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkout:
+    """--base for a local checkout: the same folder at another ref of its own git repository."""
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise click.ClickException(f"--base needs PATH to be inside a git repository ({path})") from exc
+    top = Path(repo.working_tree_dir or ".").resolve()
+    subdir = str(Path(path).resolve().relative_to(top))
+    source = GitSource(str(top), ref, subdir="" if subdir == "." else subdir,
+                       cache_dir=_state_dir(state_dir) / "git")
+    return source.fetch()
+
+
 def _read_saved_plan(path: Path) -> Plan:
     try:
         return Plan.from_dict(json.loads(path.read_text()))
     except (ValueError, KeyError, TypeError) as exc:
         raise click.ClickException(f"{path}: not a gitops plan file: {exc}") from exc
+
+
+def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
+                *, local: Path | None = None, allow_empty: bool = False, concurrency: int = 8,
+                hooks: Any = None) -> Reconciler:
+    if local is not None:
+        source: Any = LocalSource(local)
+    elif repo_url:
+        source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout)
+    else:
+        raise click.UsageError("give --repo URL (or --local DIR for the daemon)")
+    try:
+        state = StateStore(_state_dir(state_dir))
+    except StateError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return Reconciler(source, state, allow_empty=allow_empty, concurrency=concurrency, hooks=hooks)
+
+
+def _print_pass(result: PassResult) -> None:
+    rev = short_revision(result.revision) or "-"
+    click.echo(f"{result.outcome}: {result.message} (revision {rev}, {result.duration:.1f}s)",
+               err=not result.ok)
+    for error in result.errors[:50]:
+        click.echo(f"  {error}", err=True)
+
+
+@main.command()
+@source_options
+@click.option("--force", is_flag=True, help="Apply even a revision that failed before.")
+@click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float, force: bool,
+         allow_empty: bool, concurrency: int) -> None:
+    """One pass: fetch --repo at --ref, validate, plan, apply, record.
+
+    Exit 0 when the hosts converged (or already matched), 1 otherwise (invalid manifests, a failed or
+    rolled-back rollout, the source unavailable, a revision that failed before and is not retried yet).
+    """
+    reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, allow_empty=allow_empty,
+                             concurrency=concurrency)
+    result = reconciler.run_pass("sync", force=force)
+    if result.plan is not None and result.plan.has_changes:
+        click.echo(render_text(result.plan), nl=False)
+    if result.apply is not None:
+        print_outcome(result.apply)
+    _print_pass(result)
+    sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
+
+
+@main.command()
+@source_options
+@click.option("--local", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Reconcile this working folder on every file change, instead of a git repository.")
+@click.option("--interval", default="60s", show_default=True, help="Poll interval (a duration; +-10% jitter).")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for webhooks, status, metrics.")
+@click.option("--webhook-secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the webhook secret (or set GITOPS_WEBHOOK_SECRET).")
+@click.option("--no-webhooks", is_flag=True, help="Serve status and metrics only, without a webhook secret.")
+@click.option("--allow-empty", is_flag=True)
+@click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
+           local: Path | None, interval: str, listen: str, webhook_secret_file: Path | None, no_webhooks: bool,
+           allow_empty: bool, concurrency: int) -> None:
+    """Run the loop: a pass at start, on every poll, webhook and (with --local) file change.
+
+    Stops cleanly on SIGTERM/SIGINT after the pass in hand.
+    """
+    from gitops.daemon import Daemon, serve
+    from gitops.metrics import Metrics
+    from gitops.units import parse_duration
+
+    secret = _webhook_secret(webhook_secret_file)
+    if not secret and not no_webhooks:
+        raise click.ClickException("webhooks need a secret: pass --webhook-secret-file FILE or set "
+                                   "GITOPS_WEBHOOK_SECRET (or --no-webhooks to serve only status and metrics)")
+    try:
+        seconds = parse_duration(interval)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--interval") from exc
+    metrics = Metrics()
+    reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, local=local, allow_empty=allow_empty,
+                             concurrency=concurrency, hooks=metrics)
+    loop = Daemon(reconciler, interval=seconds, metrics=metrics)
+    sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local))
+
+
+def _webhook_secret(path: Path | None) -> bytes:
+    if path is not None:
+        return path.read_bytes().strip()
+    return os.environ.get("GITOPS_WEBHOOK_SECRET", "").strip().encode()
+
+
+@main.command()
+@click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@source_options
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
+def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state_dir: Path | None,
+           fetch_timeout: float, fmt: str) -> None:
+    """Desired vs running, per service and host, with the last outcome and the source's state.
+
+    `--format json` is also a snapshot for `gitops plan --observed FILE`.
+    """
+    from gitops.status import build_status
+
+    state = StateStore(_state_dir(state_dir))
+    if repo_url:
+        source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout)
+        try:
+            checkout = source.fetch()
+            state.record_fetch(url=source.display_url, ref=ref, commit=checkout.commit)
+        except SourceError as exc:
+            state.record_fetch(url=source.display_url, ref=ref, error=str(exc))
+            raise click.ClickException(f"source unavailable: {exc}") from exc
+        desired = _desired_from_checkout(checkout)
+    else:
+        desired = _load_or_exit(path or Path("."))
+    hosts = connect_hosts(desired)
+    try:
+        observed = observe_all(desired, hosts)
+    finally:
+        for host in hosts.values():
+            host.close()
+    passes = state.passes(limit=1)
+    doc = build_status(desired, observed, source=state.source(), last_pass=passes[0] if passes else None,
+                       pins=state.pins(), last_good=state.last_good())
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    click.echo(f"project {doc['project']} at {short_revision(doc['revision']) or '-'}")
+    src = doc["source"]
+    if src:
+        fetched = (f"source unavailable: {src['error']}" if src.get("error")
+                   else f"last fetch {src.get('commit', '')[:12]}")
+        click.echo(f"source {src.get('url')} {src.get('ref')}: {fetched}")
+    for h in doc["hosts"]:
+        click.echo(f"host {h['name']}: " + ("reachable" if h["reachable"] else f"UNREACHABLE ({h['error']})"))
+    for svc in doc["services"]:
+        r = svc["replicas"]
+        line = (f"{svc['name']:<20} {r['healthy']}/{r['desired']} healthy, {r['up_to_date']} up to date"
+                f"  last: {svc['last_outcome'] or '-'}")
+        if svc["pinned_to"]:
+            line += f"  pinned to {svc['pinned_to'][:12]}"
+        click.echo(line)
+
+
+@main.command()
+@click.argument("service", required=False)
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
+def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -> None:
+    """Recorded passes, newest first; with SERVICE only those that changed it."""
+    import datetime as dt
+
+    records = StateStore(_state_dir(state_dir)).passes(limit=limit, service=service)
+    if fmt == "json":
+        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        return
+    if not records:
+        click.echo("no passes recorded")
+    for r in records:
+        when = dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        took = f"{r.duration:.1f}s" if r.duration is not None else "running"
+        what = r.services.get(service, "") if service else ", ".join(f"{k}={v}" for k, v in sorted(r.services.items()))
+        click.echo(f"{when}  {short_revision(r.revision) or '-':<14} {r.outcome:<18} {took:>7}  {r.trigger}"
+                   + (f"  {what}" if what else "") + (f"  {r.error[:120]}" if r.error else ""))
+
+
+@main.command()
+@click.argument("service")
+@source_options
+@click.option("--to", "to_ref", help="Revision to go back to [default: the one before the service's last change].")
+def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
+             to_ref: str | None) -> None:
+    """Put SERVICE back to an earlier revision's spec, now, and pin it there.
+
+    The pin holds while the tracked ref still has the spec the service had when it was pinned: the
+    daemon does not undo the rollback. The first commit that changes SERVICE releases the pin.
+    """
+    reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout)
+    try:
+        target, result = reconciler.rollback(service, to=to_ref)
+    except SourceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{service} pinned to {target[:12]} until a commit changes it")
+    _print_pass(result)
+    sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -357,3 +357,25 @@ def container_name(project: str, service: str, slot: int, spec_hash: str) -> str
 def object_name(project: str, name: str) -> str:
     """Docker name of a managed network or volume."""
     return f"{project}_{name}"
+
+
+# --- observed state as data (status --format json is also the snapshot plan --observed reads) ----------
+
+
+def observed_to_dict(observed: ObservedState) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {"hosts": [asdict(h) for h in observed.hosts]}
+
+
+def observed_from_dict(data: dict[str, Any]) -> ObservedState:
+    hosts = []
+    for h in data.get("hosts", []):
+        containers = tuple(ObservedContainer(**{**c, "depends_on": tuple(c.get("depends_on", ())),
+                                                "networks": tuple(c.get("networks", ())),
+                                                "volumes": tuple(c.get("volumes", ()))})
+                           for c in h.get("containers", []))
+        networks = tuple(ObservedObject(**o) for o in h.get("networks", []))
+        volumes = tuple(ObservedObject(**o) for o in h.get("volumes", []))
+        hosts.append(HostObservation(h["host"], h["reachable"], h.get("error", ""), containers, networks, volumes))
+    return ObservedState(tuple(hosts))

@@ -1,0 +1,46 @@
+"""Prometheus metrics of the daemon (prometheus-client), served at GET /metrics."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gitops.reconciler import PassResult
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        buckets = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+        self.pass_duration = Histogram("gitops_pass_duration_seconds", "Duration of reconcile passes.",
+                                       registry=self.registry, buckets=buckets)
+        self.passes = Counter("gitops_passes_total", "Reconcile passes by outcome.", ["outcome"],
+                              registry=self.registry)
+        self.last_success = Gauge("gitops_last_successful_sync_timestamp_seconds",
+                                  "Unix time of the last pass that converged or found nothing to do.",
+                                  registry=self.registry)
+        self.fetch_errors = Counter("gitops_fetch_errors_total", "Failed fetches of the git source.",
+                                    registry=self.registry)
+        self.drifted = Gauge("gitops_drifted_instances", "Instances found drifted (stopped or removed by hand) in "
+                             "the last pass.", registry=self.registry)
+        self.webhooks = Counter("gitops_webhook_requests_total", "Webhook requests by provider and status code.",
+                                ["provider", "code"], registry=self.registry)
+        self.apply_started_at = 0.0
+
+    # PassHooks
+    def pass_finished(self, result: PassResult) -> None:
+        self.pass_duration.observe(result.duration)
+        self.passes.labels(result.outcome).inc()
+        self.drifted.set(result.drifted)
+        if result.ok:
+            self.last_success.set(time.time())
+
+    def fetch_failed(self) -> None:
+        self.fetch_errors.inc()
+
+    def apply_started(self) -> None:
+        self.apply_started_at = time.time()
+
+    def render(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,280 @@
+"""One reconcile pass, shared by `gitops sync` and the daemon:
+
+    fetch -> load and validate -> failed-revision check -> pins -> observe -> plan -> apply -> record
+
+Failed revisions: a commit whose manifests are invalid, or whose rollout failed (and rolled back),
+is recorded as failed and not applied again on every poll. It is retried after a capped
+exponential backoff, when a new commit arrives, or with ``force`` (`sync --force`). Meanwhile the
+hosts keep running what they run: an invalid commit changes nothing, a failed rollout rolled back.
+
+Pins (`gitops rollback`): a service rolled back to an older revision stays there while HEAD still
+has the spec it had when it was pinned; the first commit that changes that service releases the
+pin. So the loop never silently undoes a rollback, and never holds a service back from a fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gitops.executor import ApplyResult, Executor, connect_hosts, observe_all
+from gitops.loading import load_repo
+from gitops.log import get_logger
+from gitops.model import DesiredState, ObservedState, ServiceSpec
+from gitops.plan import Plan
+from gitops.planner import PlanError, PlanOptions, plan
+from gitops.source import Checkout, SourceError, revision_of
+from gitops.state import StateError, StateStore
+
+OUTCOMES = ("converged", "no_changes", "failed", "invalid", "source_unavailable", "skipped", "error")
+
+
+class Source(Protocol):
+    display_url: str
+    ref: str
+
+    def fetch(self) -> Checkout: ...
+    def fetch_commit(self, commit_or_ref: str) -> Checkout: ...
+
+
+class LocalSource:
+    """A working folder (gitops daemon --local): read in place, revision from git when it is a checkout."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path).resolve()
+        self.display_url = str(self.path)
+        self.ref = ""
+
+    def fetch(self) -> Checkout:
+        if not self.path.is_dir():
+            raise SourceError(f"{self.path} is not a folder")
+        return Checkout(revision_of(self.path) or "local", self.path, self.path)
+
+    def fetch_commit(self, commit_or_ref: str) -> Checkout:
+        raise SourceError("a local folder has no history to roll back to; use --repo", temporary=False)
+
+
+@dataclass
+class PassResult:
+    outcome: str
+    revision: str = ""
+    message: str = ""
+    plan: Plan | None = None
+    apply: ApplyResult | None = None
+    services: dict[str, str] = field(default_factory=dict)  # service -> outcome
+    errors: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    drifted: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in ("converged", "no_changes")
+
+
+class PassHooks(Protocol):
+    def pass_finished(self, result: PassResult) -> None: ...
+    def fetch_failed(self) -> None: ...
+    def apply_started(self) -> None: ...
+
+
+class _NoHooks:
+    def pass_finished(self, result: PassResult) -> None: ...
+    def fetch_failed(self) -> None: ...
+    def apply_started(self) -> None: ...
+
+
+def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
+    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+
+
+class Reconciler:
+    def __init__(self, source: Source, state: StateStore, *, allow_empty: bool = False, concurrency: int = 8,
+                 backoff_base: float = 60.0, backoff_cap: float = 3600.0, hooks: PassHooks | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.source = source
+        self.state = state
+        self.allow_empty = allow_empty
+        self.concurrency = concurrency
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.hooks = hooks or _NoHooks()
+        self.clock = clock
+        self.log = get_logger(source=source.display_url)
+        self.last_desired: DesiredState | None = None
+        self.last_observed: ObservedState | None = None
+        self.last_result: PassResult | None = None
+        self.cancel = threading.Event()  # set on a second SIGTERM: health waits give up and roll back
+
+    # -- the pass -----------------------------------------------------------------------------------------
+    def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
+        started = time.monotonic()
+        try:
+            pass_id = self.state.begin_pass(trigger)
+        except StateError as exc:
+            result = PassResult("error", message=str(exc), errors=[str(exc)])
+            self.log.error("pass.state_unwritable", error=str(exc))
+            self.hooks.pass_finished(result)
+            return result
+        try:
+            result = self._pass(force=force, dry_run=dry_run)
+        except Exception as exc:  # noqa: BLE001 - the loop must survive anything a pass throws
+            self.log.exception("pass.crashed")
+            result = PassResult("error", message=f"internal error: {exc!r}", errors=[repr(exc)])
+        result.duration = time.monotonic() - started
+        summary = result.plan.summary() if result.plan else {}
+        try:
+            self.state.finish_pass(pass_id, revision=result.revision, outcome=result.outcome, summary=summary,
+                                   services=result.services, error=result.message if not result.ok else "")
+        except StateError as exc:
+            result.errors.append(str(exc))
+            self.log.error("pass.state_unwritable", error=str(exc))
+        self.last_result = result
+        self.log.info("pass.finished", trigger=trigger, outcome=result.outcome, revision=result.revision[:12],
+                      seconds=round(result.duration, 3), message=result.message)
+        self.hooks.pass_finished(result)
+        return result
+
+    def _pass(self, *, force: bool, dry_run: bool) -> PassResult:
+        try:
+            checkout = self.source.fetch()
+        except SourceError as exc:
+            self.hooks.fetch_failed()
+            reason = str(exc)
+            self._safe(lambda: self.state.record_fetch(url=self.source.display_url, ref=self.source.ref, error=reason))
+            return PassResult("source_unavailable", message=f"source unavailable: {reason}", errors=[reason])
+        revision = checkout.commit
+        self._safe(lambda: self.state.record_fetch(url=self.source.display_url, ref=self.source.ref, commit=revision))
+
+        failed = self.state.failed(revision)
+        if failed is not None and not force:
+            wait = backoff_seconds(failed.attempts, base=self.backoff_base, cap=self.backoff_cap)
+            if self.clock() - failed.last_attempt < wait:
+                return PassResult("skipped", revision, f"revision {revision[:12]} failed before ({failed.error}); "
+                                  f"not applied again until a new commit, {wait:.0f}s after its last attempt, "
+                                  "or sync --force")
+
+        outcome = load_repo(checkout.path, revision=revision)
+        if outcome.desired is None:
+            errors = [str(e) for e in outcome.errors]
+            summary = f"{len(errors)} invalid manifest error(s): {errors[0]}"
+            self._safe(lambda: self.state.mark_failed(revision, summary))
+            return PassResult("invalid", revision, f"revision {revision[:12]} is invalid; nothing was changed",
+                              errors=errors)
+        desired = self._apply_pins(outcome.desired)
+        self.last_desired = desired
+
+        hosts = connect_hosts(desired)
+        try:
+            observed = observe_all(desired, hosts)
+            self.last_observed = observed
+            try:
+                the_plan = plan(desired, observed, options=PlanOptions(allow_empty=self.allow_empty))
+            except PlanError as exc:
+                refusal = str(exc)
+                self._safe(lambda: self.state.mark_failed(revision, refusal))
+                return PassResult("failed", revision, refusal, errors=[refusal])
+            drifted = sum(1 for s in the_plan.changes if s.kind == "service" and s.action == "update"
+                          and s.reason.startswith("container is"))
+            if not the_plan.has_changes:
+                self._record_good(desired, revision, {s.name for s in desired.services})
+                unreachable = [f"host {h} is unreachable: {e}" for h, e in the_plan.unreachable]
+                return PassResult("failed" if unreachable else "no_changes", revision,
+                                  "; ".join(unreachable) or "hosts match the manifests", plan=the_plan,
+                                  errors=unreachable)
+            if dry_run:
+                return PassResult("no_changes", revision, "dry run", plan=the_plan)
+            self.hooks.apply_started()
+            executor = Executor(desired, hosts, concurrency=self.concurrency)
+            executor.cancel = self.cancel
+            applied = executor.apply(the_plan)
+        finally:
+            for host in hosts.values():
+                host.close()
+        services: dict[str, str] = {name: str(o.status) for name, o in applied.services.items()}
+        good = {s.name for s in desired.services if services.get(s.name, "converged") == "converged"}
+        self._record_good(desired, revision, good)
+        if applied.ok:
+            self._safe(lambda: self.state.mark_good(revision))
+            return PassResult("converged", revision, "converged", plan=the_plan, apply=applied, services=services,
+                              drifted=drifted)
+        problems = applied.errors + [f"{o.service}: {o.status}: {o.message}" for o in applied.services.values()
+                                     if o.status != "converged"]
+        self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
+        return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
+                          services=services, errors=problems, drifted=drifted)
+
+    def _record_good(self, desired: DesiredState, revision: str, names: set[str]) -> None:
+        specs = {s.name: s.spec_hash for s in desired.services if s.name in names}
+        self._safe(lambda: self.state.record_good(specs, revision))
+
+    def _safe(self, write: Callable[[], Any]) -> None:
+        """State writes must not stop a pass (a full disk is reported, not fatal)."""
+        try:
+            write()
+        except StateError as exc:
+            self.log.error("state.write_failed", error=str(exc))
+
+    # -- pins ---------------------------------------------------------------------------------------------
+    def _apply_pins(self, desired: DesiredState) -> DesiredState:
+        pins = self.state.pins()
+        if not pins:
+            return desired
+        services = list(desired.services)
+        for i, svc in enumerate(services):
+            if svc.name not in pins:
+                continue
+            revision, head_hash = pins[svc.name]
+            if svc.spec_hash != head_hash:
+                self.state.unpin(svc.name)
+                self.log.info("pin.released", service=svc.name, reason="a new commit changed the service")
+                continue
+            pinned = self.spec_at(svc.name, revision)
+            if pinned is not None:
+                services[i] = dataclasses.replace(pinned, replicas=svc.replicas, hosts=svc.hosts)
+        for name in set(pins) - {s.name for s in desired.services}:
+            self.state.unpin(name)
+        return dataclasses.replace(desired, services=tuple(services))
+
+    def spec_at(self, service: str, revision: str) -> ServiceSpec | None:
+        checkout = self.source.fetch_commit(revision)
+        loaded = load_repo(checkout.path, revision=checkout.commit)
+        if loaded.desired is None:
+            return None
+        try:
+            return loaded.desired.service(service)
+        except KeyError:
+            return None
+
+    def rollback(self, service: str, *, to: str | None = None) -> tuple[str, PassResult]:
+        """Pin ``service`` at ``to`` (default: the revision before its last-known-good) and apply now."""
+        head = self.source.fetch()
+        loaded = load_repo(head.path, revision=head.commit)
+        if loaded.desired is None:
+            raise SourceError(f"HEAD {head.commit[:12]} is invalid; fix it before rolling back", temporary=False)
+        try:
+            current = loaded.desired.service(service)
+        except KeyError:
+            raise SourceError(f"service {service!r} is not declared at HEAD", temporary=False) from None
+        target = to or self._previous_revision(service, head.commit)
+        if target is None:
+            raise SourceError(f"no earlier revision of {service!r} is known; pass --to REVISION", temporary=False)
+        spec = self.spec_at(service, target)
+        if spec is None:
+            raise SourceError(f"service {service!r} does not exist (or does not validate) at {target[:12]}",
+                              temporary=False)
+        self.state.pin(service, self.source.fetch_commit(target).commit, current.spec_hash)
+        return target, self.run_pass(f"rollback {service}", force=True)
+
+    def _previous_revision(self, service: str, head: str) -> str | None:
+        good = self.state.last_good().get(service)
+        for record in self.state.passes(limit=200, service=service):
+            if record.revision and record.revision != head and record.services.get(service) == "converged":
+                return record.revision
+        if good and good[0] != head:
+            return good[0]
+        return None

@@ -1,0 +1,247 @@
+"""The embedded state store (SQLite in the state directory).
+
+What it keeps, and why:
+* ``passes``: every reconcile pass (trigger, revision, plan summary, outcome, duration, error), for
+  ``gitops history`` and ``status``;
+* ``revisions``: commits that failed (invalid manifests, or a rollout that rolled back), so the loop
+  does not apply the same broken commit on every poll; retried after a capped backoff, on a new
+  commit, or with ``--force``;
+* ``services``: per service the last-known-good revision and spec hash;
+* ``pins``: services put back by ``gitops rollback``, held at a revision until a commit changes them;
+* ``source``: the last fetch (time, commit, error).
+
+Every write is one transaction; the journal (WAL) keeps the file consistent through a crash or a
+full disk. Nothing secret is stored: specs are kept as hashes, URLs are redacted by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS passes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    trigger TEXT NOT NULL,
+    revision TEXT NOT NULL DEFAULT '',
+    outcome TEXT NOT NULL DEFAULT 'running',
+    summary TEXT NOT NULL DEFAULT '{}',
+    services TEXT NOT NULL DEFAULT '{}',
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS revisions (
+    revision TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_attempt REAL NOT NULL,
+    error TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    service TEXT PRIMARY KEY,
+    revision TEXT NOT NULL,
+    head_spec_hash TEXT NOT NULL,
+    pinned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS source (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    url TEXT NOT NULL DEFAULT '',
+    ref TEXT NOT NULL DEFAULT '',
+    commit_id TEXT NOT NULL DEFAULT '',
+    fetched_at REAL,
+    error TEXT NOT NULL DEFAULT '',
+    error_at REAL
+);
+"""
+
+
+class StateError(Exception):
+    """The store cannot be written (e.g. the disk is full). Temporary: retrying once space is back helps."""
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    id: int
+    started_at: float
+    finished_at: float | None
+    trigger: str
+    revision: str
+    outcome: str
+    summary: dict[str, Any]
+    services: dict[str, Any]
+    error: str
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
+                "duration": self.duration, "trigger": self.trigger, "revision": self.revision,
+                "outcome": self.outcome, "summary": self.summary, "services": self.services, "error": self.error}
+
+
+@dataclass(frozen=True)
+class FailedRevision:
+    revision: str
+    attempts: int
+    last_attempt: float
+    error: str
+
+
+def default_state_dir() -> Path:
+    import os
+
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "gitops"
+
+
+class StateStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / "state.db"
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"state store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                with suppress(sqlite3.OperationalError):
+                    self._db.execute("ROLLBACK")
+                raise StateError(f"state store {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def check(self) -> str:
+        """SQLite's own integrity check: 'ok' when the file is sound."""
+        return str(self._query("PRAGMA integrity_check")[0][0])
+
+    # -- passes -------------------------------------------------------------------------------------------
+    def begin_pass(self, trigger: str, *, now: float | None = None) -> int:
+        with self._tx() as db:
+            cur = db.execute("INSERT INTO passes (started_at, trigger) VALUES (?, ?)", (now or time.time(), trigger))
+            return int(cur.lastrowid or 0)
+
+    def finish_pass(self, pass_id: int, *, revision: str, outcome: str, summary: dict[str, Any] | None = None,
+                    services: dict[str, Any] | None = None, error: str = "", now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE passes SET finished_at=?, revision=?, outcome=?, summary=?, services=?, error=? "
+                       "WHERE id=?", (now or time.time(), revision, outcome, json.dumps(summary or {}),
+                                      json.dumps(services or {}), error, pass_id))
+
+    def passes(self, *, limit: int = 50, service: str | None = None) -> list[PassRecord]:
+        rows = self._query("SELECT id, started_at, finished_at, trigger, revision, outcome, summary, services, error "
+                           "FROM passes ORDER BY id DESC LIMIT ?", (limit if service is None else limit * 20,))
+        out = []
+        for row in rows:
+            record = PassRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
+                                json.loads(row[7]), row[8])
+            if service is None or service in record.services:
+                out.append(record)
+        return out[:limit]
+
+    # -- failed revisions ---------------------------------------------------------------------------------
+    def mark_failed(self, revision: str, error: str, *, now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO revisions (revision, status, attempts, last_attempt, error) "
+                       "VALUES (?, 'failed', 1, ?, ?) "
+                       "ON CONFLICT(revision) DO UPDATE SET status='failed', attempts=attempts+1, "
+                       "last_attempt=excluded.last_attempt, error=excluded.error",
+                       (revision, now or time.time(), error))
+
+    def mark_good(self, revision: str, *, now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO revisions (revision, status, attempts, last_attempt) VALUES (?, 'ok', 1, ?) "
+                       "ON CONFLICT(revision) DO UPDATE SET status='ok', last_attempt=excluded.last_attempt, error=''",
+                       (revision, now or time.time()))
+
+    def failed(self, revision: str) -> FailedRevision | None:
+        rows = self._query("SELECT revision, attempts, last_attempt, error FROM revisions "
+                           "WHERE revision=? AND status='failed'", (revision,))
+        return FailedRevision(*rows[0]) if rows else None
+
+    # -- last-known-good ----------------------------------------------------------------------------------
+    def record_good(self, services: dict[str, str], revision: str, *, now: float | None = None) -> None:
+        """``services`` maps service name -> spec hash that is now running healthy."""
+        with self._tx() as db:
+            for name, spec_hash in services.items():
+                db.execute("INSERT INTO services (name, revision, spec_hash, updated_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT(name) DO UPDATE SET revision=excluded.revision, spec_hash=excluded.spec_hash, "
+                           "updated_at=excluded.updated_at", (name, revision, spec_hash, now or time.time()))
+
+    def last_good(self) -> dict[str, tuple[str, str, float]]:
+        rows = self._query("SELECT name, revision, spec_hash, updated_at FROM services")
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    # -- pins ---------------------------------------------------------------------------------------------
+    def pin(self, service: str, revision: str, head_spec_hash: str, *, now: float | None = None) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO pins (service, revision, head_spec_hash, pinned_at) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT(service) DO UPDATE SET revision=excluded.revision, "
+                       "head_spec_hash=excluded.head_spec_hash, pinned_at=excluded.pinned_at",
+                       (service, revision, head_spec_hash, now or time.time()))
+
+    def unpin(self, service: str) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM pins WHERE service=?", (service,)).rowcount > 0
+
+    def pins(self) -> dict[str, tuple[str, str]]:
+        return {r[0]: (r[1], r[2]) for r in self._query("SELECT service, revision, head_spec_hash FROM pins")}
+
+    # -- source -------------------------------------------------------------------------------------------
+    def record_fetch(self, *, url: str, ref: str, commit: str = "", error: str = "", now: float | None = None) -> None:
+        now = now or time.time()
+        with self._tx() as db:
+            if error:
+                db.execute("INSERT INTO source (id, url, ref, error, error_at) VALUES (1, ?, ?, ?, ?) "
+                           "ON CONFLICT(id) DO UPDATE SET url=excluded.url, ref=excluded.ref, error=excluded.error, "
+                           "error_at=excluded.error_at", (url, ref, error, now))
+            else:
+                db.execute("INSERT INTO source (id, url, ref, commit_id, fetched_at, error) VALUES (1, ?, ?, ?, ?, '') "
+                           "ON CONFLICT(id) DO UPDATE SET url=excluded.url, ref=excluded.ref, "
+                           "commit_id=excluded.commit_id, fetched_at=excluded.fetched_at, error=''",
+                           (url, ref, commit, now))
+
+    def source(self) -> dict[str, Any]:
+        rows = self._query("SELECT url, ref, commit_id, fetched_at, error, error_at FROM source WHERE id=1")
+        if not rows:
+            return {}
+        url, ref, commit, fetched_at, error, error_at = rows[0]
+        return {"url": url, "ref": ref, "commit": commit, "fetched_at": fetched_at, "error": error,
+                "error_at": error_at, "available": not error}
