@@ -163,7 +163,8 @@ class Reconciler:
             errors = [str(e) for e in outcome.errors]
             summary = f"{len(errors)} invalid manifest error(s): {errors[0]}"
             self._safe(lambda: self.state.mark_failed(revision, summary))
-            return PassResult("invalid", revision, f"revision {revision[:12]} is invalid; nothing was changed",
+            shown = "; ".join(errors[:20]) + (f"; and {len(errors) - 20} more" if len(errors) > 20 else "")
+            return PassResult("invalid", revision, f"revision {revision[:12]} is invalid, nothing was changed: {shown}",
                               errors=errors)
         desired = self._apply_pins(outcome.desired)
         self.last_desired = desired
@@ -192,6 +193,7 @@ class Reconciler:
             executor = Executor(desired, hosts, concurrency=self.concurrency)
             executor.cancel = self.cancel
             applied = executor.apply(the_plan)
+            self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
         finally:
             for host in hosts.values():
                 host.close()

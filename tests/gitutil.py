@@ -19,6 +19,7 @@ class Remote:
         self.bare = root / "remote.git"
         self.work = root / "work"
         self.branch = branch
+        root.mkdir(parents=True, exist_ok=True)
         git("init", "-q", "--bare", "-b", branch, str(self.bare), cwd=root)
         git("init", "-q", "-b", branch, str(self.work), cwd=root)
         git("remote", "add", "origin", str(self.bare), cwd=self.work)
