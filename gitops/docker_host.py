@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import re
 import threading
 from collections.abc import Iterable
@@ -140,8 +141,8 @@ class DockerHost:
                 client._version = client._retrieve_server_version()
             return client
         except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
-            raise HostUnreachable(self.name, f"cannot connect to {self.spec.url or 'the local engine'}: "
-                                  f"{_explain(exc)}") from exc
+            where = self.spec.url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+            raise HostUnreachable(self.name, f"cannot connect to {where}: {_explain(exc)}") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -161,6 +161,12 @@ def headline(plan: Plan) -> str:
             f"{s['remove']} to remove, {s['noop']} unchanged")
 
 
+def no_changes_sentence(plan: Plan) -> str:
+    if plan.unreachable:
+        return "No changes planned, but unreachable hosts were not compared (see above)."
+    return "No changes. The hosts match the manifests."
+
+
 def render_text(plan: Plan, *, color: bool = False, show_unchanged: bool = False) -> str:
     """Plain text; with ``color`` it carries rich markup for a terminal."""
     lines = [headline(plan), ""]
@@ -172,7 +178,7 @@ def render_text(plan: Plan, *, color: bool = False, show_unchanged: bool = False
         lines.append("")
     shown = [s for s in plan.steps if show_unchanged or s.action != "noop"]
     if not shown:
-        lines.append("No changes. The hosts match the manifests.")
+        lines.append(no_changes_sentence(plan))
     width = max((len(s.label) + len(s.host) for s in shown), default=0) + 6
     for step in shown:
         head = f"{SYMBOLS[step.action]} {step.label} on {step.host}"
@@ -209,7 +215,7 @@ def render_markdown(plan: Plan) -> str:
         out.append("")
     changes = plan.changes
     if not changes:
-        out.append("No changes. The hosts match the manifests.")
+        out.append(no_changes_sentence(plan))
         return "\n".join(out) + "\n"
     out += ["| | what | host | action | why |", "|---|---|---|---|---|"]
     for step in changes:
