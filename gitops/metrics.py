@@ -26,7 +26,8 @@ class Metrics:
                              "the last pass.", registry=self.registry)
         self.webhooks = Counter("gitops_webhook_requests_total", "Webhook requests by provider and status code.",
                                 ["provider", "code"], registry=self.registry)
-        self.apply_started_at = 0.0
+        self.last_apply = Gauge("gitops_last_apply_started_timestamp_seconds",
+                                   "Unix time the last apply (a pass with changes) started.", registry=self.registry)
 
     # PassHooks
     def pass_finished(self, result: PassResult) -> None:
@@ -40,7 +41,7 @@ class Metrics:
         self.fetch_errors.inc()
 
     def apply_started(self) -> None:
-        self.apply_started_at = time.time()
+        self.last_apply.set(time.time())
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

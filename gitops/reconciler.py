@@ -190,6 +190,7 @@ class Reconciler:
             if dry_run:
                 return PassResult("no_changes", revision, "dry run", plan=the_plan)
             self.hooks.apply_started()
+            self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
             executor = Executor(desired, hosts, concurrency=self.concurrency)
             executor.cancel = self.cancel
             applied = executor.apply(the_plan)
