@@ -31,7 +31,7 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitops.executor import Executor, connect_hosts, observe_all  # noqa: E402
+from gitops.executor import Executor, observe_all, open_hosts  # noqa: E402
 from gitops.loading import load_repo  # noqa: E402
 from gitops.model import (  # noqa: E402
     DesiredState,
@@ -58,14 +58,10 @@ def gitops_pass(root: Path) -> tuple[float, bool]:
     started = time.perf_counter()
     desired = load_repo(root, revision="bench").desired
     assert desired is not None
-    hosts = connect_hosts(desired)
-    try:
+    with open_hosts(desired) as hosts:
         observed = observe_all(desired, hosts)
         the_plan = plan(desired, observed)
         ok = Executor(desired, hosts, concurrency=WORKERS).apply(the_plan).ok if the_plan.has_changes else True
-    finally:
-        for h in hosts.values():
-            h.close()
     return time.perf_counter() - started, ok
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from gitops import log
 from gitops.docker_host import DockerHost
-from gitops.executor import Executor, connect_hosts, observe_all
+from gitops.executor import Executor, observe_all, open_hosts
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
 from gitops.model import DesiredState, ObservedState, observed_from_dict
@@ -192,12 +192,8 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
         except PlanError as exc:
             raise click.ClickException(str(exc)) from exc
     else:
-        hosts = connect_hosts(desired)
-        try:
+        with open_hosts(desired) as hosts:
             plan = _make_plan(desired, hosts, allow_empty)
-        finally:
-            for host in hosts.values():
-                host.close()
     if out is not None:
         out.write_text(plan.to_json())
     if fmt == "json":
@@ -225,8 +221,7 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
     """
     desired = _load_or_exit(path)
-    hosts = connect_hosts(desired)
-    try:
+    with open_hosts(desired) as hosts:
         plan = _make_plan(desired, hosts, allow_empty)
         if plan_file is not None:
             saved = _read_saved_plan(plan_file)
@@ -248,9 +243,6 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
         result = run_with_progress(Executor(desired, hosts, concurrency=concurrency), plan)
-    finally:
-        for host in hosts.values():
-            host.close()
     print_outcome(result)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 
@@ -399,12 +391,8 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         desired = _desired_from_checkout(checkout)
     else:
         desired = _load_or_exit(path or Path("."))
-    hosts = connect_hosts(desired)
-    try:
+    with open_hosts(desired) as hosts:
         observed = observe_all(desired, hosts)
-    finally:
-        for host in hosts.values():
-            host.close()
     passes = state.passes(limit=1)
     doc = build_status(desired, observed, source=state.source(), last_pass=passes[0] if passes else None,
                        pins=state.pins(), last_good=state.last_good())

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.executor import ApplyResult, Executor, connect_hosts, observe_all
+from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
 from gitops.loading import load_repo
 from gitops.model import DesiredState
 from gitops.plan import Plan
@@ -39,22 +39,14 @@ class Deployer:
 
     def plan(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
         desired = self.load(files, prune=prune)
-        hosts = connect_hosts(desired)
-        try:
+        with open_hosts(desired) as hosts:
             observed = observe_all(desired, hosts)
-        finally:
-            for h in hosts.values():
-                h.close()
         return Pass(desired, plan(desired, observed, options=PlanOptions(allow_empty=allow_empty)), None)
 
     def __call__(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
         desired = self.load(files, prune=prune)
-        hosts = connect_hosts(desired)
-        try:
+        with open_hosts(desired) as hosts:
             observed = observe_all(desired, hosts)
             the_plan = plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
             result = Executor(desired, hosts).apply(the_plan)
-        finally:
-            for h in hosts.values():
-                h.close()
         return Pass(desired, the_plan, result)

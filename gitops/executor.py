@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -383,6 +384,17 @@ class Executor:
 
 def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> dict[str, DockerHost]:
     return {h.name: DockerHost(h, timeout=timeout) for h in desired.hosts}
+
+
+@contextmanager
+def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[dict[str, DockerHost]]:
+    """A DockerHost per host of ``desired``, all closed afterwards (connections open lazily)."""
+    hosts = connect_hosts(desired, timeout=timeout)
+    try:
+        yield hosts
+    finally:
+        for host in hosts.values():
+            host.close()
 
 
 def observe_all(desired: DesiredState, hosts: dict[str, DockerHost]) -> Any:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gitops.executor import ApplyResult, Executor, connect_hosts, observe_all
+from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
 from gitops.loading import load_repo
 from gitops.log import get_logger
 from gitops.model import DesiredState, ObservedState, ServiceSpec
@@ -169,8 +169,7 @@ class Reconciler:
         desired = self._apply_pins(outcome.desired)
         self.last_desired = desired
 
-        hosts = connect_hosts(desired)
-        try:
+        with open_hosts(desired) as hosts:
             observed = observe_all(desired, hosts)
             self.last_observed = observed
             try:
@@ -195,9 +194,6 @@ class Reconciler:
             executor.cancel = self.cancel
             applied = executor.apply(the_plan)
             self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
-        finally:
-            for host in hosts.values():
-                host.close()
         services: dict[str, str] = {name: str(o.status) for name, o in applied.services.items()}
         good = {s.name for s in desired.services if services.get(s.name, "converged") == "converged"}
         self._record_good(desired, revision, good)
