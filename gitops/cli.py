@@ -15,6 +15,7 @@ from rich.console import Console
 from gitops import log
 from gitops.docker_host import DockerHost
 from gitops.executor import Executor, observe_all, open_hosts
+from gitops.lease import Lease
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
 from gitops.model import DesiredState, ObservedState, observed_from_dict
@@ -242,7 +243,18 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
-        result = run_with_progress(Executor(desired, hosts, concurrency=concurrency), plan)
+        lease = Lease([hosts[h] for h in sorted(hosts) if h not in dict(plan.unreachable)], desired.project.name)
+        held = lease.acquire()
+        if not held.acquired:
+            raise click.ClickException(f"another reconciler ({held.holder}) is applying to these hosts; try again "
+                                       "when it is done")
+        try:
+            if make_plan(desired, observe_all(desired, hosts)).observed_fingerprint != plan.observed_fingerprint:
+                raise click.ClickException("the containers on the hosts changed while the plan was shown; "
+                                           "nothing was applied: run gitops apply again")
+            result = run_with_progress(Executor(desired, hosts, concurrency=concurrency), plan)
+        finally:
+            lease.release()
     print_outcome(result)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 
@@ -279,7 +291,7 @@ def _read_saved_plan(path: Path) -> Plan:
 
 def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
                 *, local: Path | None = None, allow_empty: bool = False, concurrency: int = 8,
-                hooks: Any = None) -> Reconciler:
+                hooks: Any = None, lease_ttl: str = "5m") -> Reconciler:
     if local is not None:
         source: Any = LocalSource(local)
     elif repo_url:
@@ -290,7 +302,21 @@ def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | N
         state = StateStore(_state_dir(state_dir))
     except StateError as exc:
         raise click.ClickException(str(exc)) from exc
-    return Reconciler(source, state, allow_empty=allow_empty, concurrency=concurrency, hooks=hooks)
+    return Reconciler(source, state, allow_empty=allow_empty, concurrency=concurrency, hooks=hooks,
+                      lease_ttl=_duration(lease_ttl, "--lease-ttl"))
+
+
+def _duration(text: str, option: str) -> float:
+    from gitops.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+lease_option = click.option("--lease-ttl", default="5m", show_default=True,
+                            help="How long the apply lease outlives a reconciler that died holding it.")
 
 
 def _print_pass(result: PassResult) -> None:
@@ -306,15 +332,16 @@ def _print_pass(result: PassResult) -> None:
 @click.option("--force", is_flag=True, help="Apply even a revision that failed before.")
 @click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@lease_option
 def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float, force: bool,
-         allow_empty: bool, concurrency: int) -> None:
+         allow_empty: bool, concurrency: int, lease_ttl: str) -> None:
     """One pass: fetch --repo at --ref, validate, plan, apply, record.
 
     Exit 0 when the hosts converged (or already matched), 1 otherwise (invalid manifests, a failed or
     rolled-back rollout, the source unavailable, a revision that failed before and is not retried yet).
     """
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, allow_empty=allow_empty,
-                             concurrency=concurrency)
+                             concurrency=concurrency, lease_ttl=lease_ttl)
     result = reconciler.run_pass("sync", force=force)
     if result.plan is not None and result.plan.has_changes:
         click.echo(render_text(result.plan), nl=False)
@@ -335,9 +362,10 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
 @click.option("--no-webhooks", is_flag=True, help="Serve status and metrics only, without a webhook secret.")
 @click.option("--allow-empty", is_flag=True)
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
+@lease_option
 def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
            local: Path | None, interval: str, listen: str, webhook_secret_file: Path | None, no_webhooks: bool,
-           allow_empty: bool, concurrency: int) -> None:
+           allow_empty: bool, concurrency: int, lease_ttl: str) -> None:
     """Run the loop: a pass at start, on every poll, webhook and (with --local) file change.
 
     Stops cleanly on SIGTERM/SIGINT after the pass in hand.
@@ -356,7 +384,7 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
         raise click.BadParameter(str(exc), param_hint="--interval") from exc
     metrics = Metrics()
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, local=local, allow_empty=allow_empty,
-                             concurrency=concurrency, hooks=metrics)
+                             concurrency=concurrency, hooks=metrics, lease_ttl=lease_ttl)
     loop = Daemon(reconciler, interval=seconds, metrics=metrics)
     sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local))
 

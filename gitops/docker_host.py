@@ -14,6 +14,7 @@ import os
 import re
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount as DockerMount
 
+from gitops.failpoints import failpoint
 from gitops.model import (
     LABEL_DEPENDS_ON,
     LABEL_KIND,
@@ -92,7 +94,125 @@ def _explain(exc: Exception) -> str:
     return inner + ")" * (inner.count("(") - inner.count(")"))
 
 
-class DockerHost:
+# --- the apply lease: one applier per project at a time --------------------------------------------------
+
+LEASE_IMAGE = "gitops/lease:1"
+LABEL_LEASE_HOLDER = "io.gitops.lease-holder"
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    acquired: bool
+    holder: str
+    expires_at: float
+
+
+def lease_name(project: str) -> str:
+    return f"gitops-lease-{project}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True when the holder ('machine:pid:nonce') ran on this machine and its process is gone.
+
+    A holder on another machine cannot be checked: its lease lapses when its TTL runs out.
+    """
+    import socket
+
+    machine, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if machine != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class _LeaseOps:
+    """Lease primitives on one host, mixed into DockerHost.
+
+    The lease is a container named ``gitops-lease-<project>`` that is created but never started: Docker
+    refuses a second container with the same name (409), atomically, on every engine. Its holder is a
+    label; its expiry is the one integer Docker lets us change on an existing container, the restart
+    policy's retry count (Unix seconds). A holder renews by moving that number forward; anyone may
+    remove a lease whose expiry has passed (by the id it inspected, so a fresh lease is never removed).
+    """
+
+    name: str
+    client: docker.APIClient
+
+    def _lease_image(self) -> None:
+        try:
+            self._call("inspect lease image", self.client.inspect_image, LEASE_IMAGE)  # type: ignore[attr-defined]
+        except docker.errors.NotFound:
+            import io
+            import tarfile
+
+            buf = io.BytesIO()
+            with tarfile.open(fileobj=buf, mode="w") as tar:
+                info = tarfile.TarInfo("lease")
+                tar.addfile(info, io.BytesIO(b""))
+            repo, _, tag = LEASE_IMAGE.partition(":")
+            self._call("import lease image", self.client.import_image_from_data,  # type: ignore[attr-defined]
+                       buf.getvalue(), repository=repo, tag=tag)
+
+    def lease_acquire(self, project: str, holder: str, ttl: float, now: float) -> LeaseState:
+        self._lease_image()
+        name = lease_name(project)
+        expiry = int(now + ttl)
+        for _ in range(2):
+            try:
+                self._call(f"create lease {name}", self.client.create_container,  # type: ignore[attr-defined]
+                           LEASE_IMAGE, command=["/lease"], name=name,
+                           labels={LABEL_PROJECT: project, LABEL_KIND: "lease", LABEL_LEASE_HOLDER: holder},
+                           host_config=self.client.create_host_config(
+                               restart_policy={"Name": "on-failure", "MaximumRetryCount": expiry}))
+                return LeaseState(True, holder, expiry)
+            except HostError as exc:
+                if "Conflict" not in str(exc) and "already in use" not in str(exc):
+                    raise
+            try:
+                info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+            except docker.errors.NotFound:
+                continue  # released meanwhile: try again
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_KIND) != "lease":
+                raise NameConflict(self.name, f"a container named {name} exists and is not a gitops lease")
+            current = labels.get(LABEL_LEASE_HOLDER, "")
+            until = float(((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("MaximumRetryCount") or 0)
+            if current == holder:
+                self.lease_renew(project, holder, ttl, now)
+                return LeaseState(True, holder, expiry)
+            if until > now and not _holder_is_dead(current):
+                return LeaseState(False, current, until)
+            with contextlib.suppress(docker.errors.NotFound):  # expired: take it over, by the id we saw
+                self._call(f"remove expired lease {name}", self.client.remove_container,  # type: ignore[attr-defined]
+                           info["Id"], force=True)
+        info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        until = float(((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("MaximumRetryCount") or 0)
+        return LeaseState(False, labels.get(LABEL_LEASE_HOLDER, ""), until)
+
+    def lease_renew(self, project: str, holder: str, ttl: float, now: float) -> None:
+        self._call("renew lease", self.client.update_container, lease_name(project),  # type: ignore[attr-defined]
+                   restart_policy={"Name": "on-failure", "MaximumRetryCount": int(now + ttl)})
+
+    def lease_release(self, project: str, holder: str) -> None:
+        name = lease_name(project)
+        try:
+            info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+        except docker.errors.NotFound:
+            return
+        if ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_LEASE_HOLDER) == holder:
+            with contextlib.suppress(docker.errors.NotFound):
+                self._call(f"release lease {name}", self.client.remove_container,  # type: ignore[attr-defined]
+                           info["Id"], force=True)
+
+
+class DockerHost(_LeaseOps):
     """A Docker Engine named by a Host manifest (or the local engine). Thread-safe for concurrent calls."""
 
     def __init__(self, spec: HostSpec, *, timeout: float = 60, pool_size: int = 16) -> None:
@@ -232,6 +352,7 @@ class DockerHost:
     def _ensure_image(self, image: str, policy: str) -> None:
         if self._images.get(image):
             return
+        failpoint("during_pull")
         present = True
         if policy != "always":
             try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gitops.docker_host import DockerHost, HostError
+from gitops.failpoints import failpoint
 from gitops.health import HealthFailure, wait_healthy
 from gitops.model import DesiredState, ServiceSpec
 from gitops.plan import Op, Plan, Step
@@ -305,13 +306,16 @@ class Executor:
                     record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
                                                                       self.desired.revision)
                     current = op.container
+                    failpoint("after_create")
                 elif op.kind == "start":
                     host.start(ref)
                     current = op.container
+                    failpoint("after_start")
                 elif op.kind == "wait_healthy":
                     wait_healthy(host, ref, svc, cancel=self.cancel)
                 elif op.kind == "stop":
                     host.stop(ref, timeout=svc.stop_grace_period)
+                    failpoint("after_stop_old")
                 elif op.kind == "remove":
                     if op.args.get("after") == "service":
                         record.deferred.append(op)

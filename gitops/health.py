@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gitops.failpoints import failpoint
 from gitops.model import HealthCheck, ServiceSpec
 
 
@@ -96,6 +97,7 @@ def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threadi
     while True:
         now = clock()
         info = host.inspect(ref)
+        failpoint("during_health_wait")
         state = info.get("State") or {}
         status = state.get("Status", "")
         if status in ("exited", "dead") or (status == "restarting"):

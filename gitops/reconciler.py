@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from gitops.docker_host import HostError
 from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
+from gitops.failpoints import failpoint
+from gitops.lease import DEFAULT_TTL, Lease, new_holder
 from gitops.loading import load_repo
 from gitops.log import get_logger
 from gitops.model import DesiredState, ObservedState, ServiceSpec
@@ -95,6 +98,7 @@ def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
 class Reconciler:
     def __init__(self, source: Source, state: StateStore, *, allow_empty: bool = False, concurrency: int = 8,
                  backoff_base: float = 60.0, backoff_cap: float = 3600.0, hooks: PassHooks | None = None,
+                 lease_ttl: float = DEFAULT_TTL,
                  clock: Callable[[], float] = time.time) -> None:
         self.source = source
         self.state = state
@@ -109,6 +113,8 @@ class Reconciler:
         self.last_observed: ObservedState | None = None
         self.last_result: PassResult | None = None
         self.cancel = threading.Event()  # set on a second SIGTERM: health waits give up and roll back
+        self.lease_ttl = lease_ttl
+        self.holder = new_holder()
 
     # -- the pass -----------------------------------------------------------------------------------------
     def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
@@ -126,6 +132,7 @@ class Reconciler:
             self.log.exception("pass.crashed")
             result = PassResult("error", message=f"internal error: {exc!r}", errors=[repr(exc)])
         result.duration = time.monotonic() - started
+        failpoint("before_record")
         summary = result.plan.summary() if result.plan else {}
         try:
             self.state.finish_pass(pass_id, revision=result.revision, outcome=result.outcome, summary=summary,
@@ -178,8 +185,6 @@ class Reconciler:
                 refusal = str(exc)
                 self._safe(lambda: self.state.mark_failed(revision, refusal))
                 return PassResult("failed", revision, refusal, errors=[refusal])
-            drifted = sum(1 for s in the_plan.changes if s.kind == "service" and s.action == "update"
-                          and s.reason.startswith("container is"))
             if not the_plan.has_changes:
                 self._record_good(desired, revision, {s.name for s in desired.services})
                 unreachable = [f"host {h} is unreachable: {e}" for h, e in the_plan.unreachable]
@@ -188,12 +193,33 @@ class Reconciler:
                                   errors=unreachable)
             if dry_run:
                 return PassResult("no_changes", revision, "dry run", plan=the_plan)
-            self.hooks.apply_started()
-            self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
-            executor = Executor(desired, hosts, concurrency=self.concurrency)
-            executor.cancel = self.cancel
-            applied = executor.apply(the_plan)
-            self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
+            # Changes to make: take the lease on every reachable host, then look again, because another
+            # reconciler may have changed the hosts between our first look and the lease.
+            reachable = [hosts[h.host] for h in observed.hosts if h.reachable]
+            lease = Lease(reachable, desired.project.name, ttl=self.lease_ttl, holder=self.holder)
+            try:
+                held = lease.acquire()
+            except HostError as exc:
+                return PassResult("failed", revision, f"cannot take the apply lease: {exc}", errors=[str(exc)])
+            if not held.acquired:
+                until = max(0.0, held.expires_at - self.clock())
+                return PassResult("skipped", revision, f"another reconciler ({held.holder}) is applying to these "
+                                  f"hosts; its lease ends within {until:.0f}s")
+            try:
+                observed = observe_all(desired, hosts)
+                the_plan = plan(desired, observed, options=PlanOptions(allow_empty=self.allow_empty))
+                drifted = sum(1 for s in the_plan.changes if s.kind == "service" and s.action == "update"
+                              and s.reason.startswith("container is"))
+                if not the_plan.has_changes:
+                    return PassResult("no_changes", revision, "another reconciler already applied it", plan=the_plan)
+                self.hooks.apply_started()
+                self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
+                executor = Executor(desired, hosts, concurrency=self.concurrency)
+                executor.cancel = self.cancel
+                applied = executor.apply(the_plan)
+                self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
+            finally:
+                lease.release()
         services: dict[str, str] = {name: str(o.status) for name, o in applied.services.items()}
         good = {s.name for s in desired.services if services.get(s.name, "converged") == "converged"}
         self._record_good(desired, revision, good)
