@@ -302,6 +302,9 @@ class Executor:
                 ref = record.refs.get(op.container) or op.args.get("id") or op.container
                 if op.kind == "pull":
                     continue  # done once per host before the batch
+                if op.kind == "adopt":
+                    record.refs[op.container] = op.args.get("id", op.container)  # the new one of this slot
+                    current = op.container
                 if op.kind == "create":
                     record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
                                                                       self.desired.revision)
@@ -341,8 +344,6 @@ class Executor:
                     host.remove(ref)
                 elif op.undo == "start":
                     host.start(ref)
-                elif op.undo == "stop" and op.kind == "start" and op.container not in item.refs:
-                    pass  # starting an existing container again: leave it running
             except HostError as exc:
                 problems.append(str(exc))
         return "; ".join(problems)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 Action = Literal["create", "update", "remove", "noop"]
 OpKind = Literal[
-    "pull", "create", "start", "wait_healthy", "stop", "remove",
+    "pull", "adopt", "create", "start", "wait_healthy", "stop", "remove",
     "network_create", "volume_create", "volume_remove",
 ]
 

@@ -266,20 +266,34 @@ class _Planner:
 
         if current:
             keep = _pick(current)
-            leftovers = [c for c in containers if c is not keep]
-            extra = [self._removal(c, "leftover of an interrupted update", (step_id,)) for c in
-                     sorted(leftovers, key=lambda c: c.name)]
-            if keep.running:
+            others = sorted((c for c in containers if c is not keep), key=lambda c: c.name)
+            still_running = [c for c in others if c.running]
+            # Stopped leftovers of an interrupted update are only clutter: remove them after the service.
+            extra = [self._removal(c, "leftover of an interrupted update", (step_id,))
+                     for c in others if not c.running]
+            if keep.running and not still_running:
                 return Step(step_id, inst.host, "service", svc.name, "noop", "up to date", slot=inst.slot), extra
-            if not svc.self_heal:
+            if not keep.running and not still_running and not svc.self_heal:
                 self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} is {keep.state} (drift; selfHeal is "
                                      "off, so it is only reported)")
                 return Step(step_id, inst.host, "service", svc.name, "noop", f"{keep.state} (selfHeal off)",
                             slot=inst.slot), extra
-            ops: tuple[Op, ...] = (Op("start", keep.name, {"id": keep.id}, undo="stop"),
-                   Op("wait_healthy", keep.name, {"id": keep.id}))
-            return Step(step_id, inst.host, "service", svc.name, "update", f"container is {keep.state}; starting it",
-                        slot=inst.slot, depends_on=deps, ops=ops), extra
+            # Finish what an interrupted pass left, inside this slot's batch so that at most one extra
+            # container runs at a time: the new one (started if needed) must be healthy, then the old
+            # ones still running stop.
+            ops: tuple[Op, ...] = ()
+            if still_running:  # rolling back means going back to the old one: the new one goes
+                ops += (Op("adopt", keep.name, {"id": keep.id}, undo="remove"),)
+            if not keep.running:
+                ops += (Op("start", keep.name, {"id": keep.id}, undo="stop"),)
+            ops += (Op("wait_healthy", keep.name, {"id": keep.id}),)
+            for old_one in still_running:
+                ops += (Op("stop", old_one.name, {"id": old_one.id}, undo="start"),
+                        Op("remove", old_one.name, {"id": old_one.id, "after": "service"}))
+            reason = ("finishing an interrupted update" if still_running
+                      else f"container is {keep.state}; starting it")
+            return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, depends_on=deps,
+                        ops=ops), extra
 
         if not stale:
             ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
