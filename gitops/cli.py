@@ -422,8 +422,14 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
     with open_hosts(desired) as hosts:
         observed = observe_all(desired, hosts)
     passes = state.passes(limit=1)
+    try:
+        pending = make_plan(desired, observed, options=PlanOptions(allow_empty=True))
+    except PlanError:
+        pending = None
     doc = build_status(desired, observed, source=state.source(), last_pass=passes[0] if passes else None,
-                       pins=state.pins(), last_good=state.last_good())
+                       pins=state.pins(), last_good=state.last_good(),
+                       warnings=pending.warnings if pending else (),
+                       pending_changes=len(pending.changes) if pending else None)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=2, sort_keys=True))
         return
@@ -435,6 +441,10 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         click.echo(f"source {src.get('url')} {src.get('ref')}: {fetched}")
     for h in doc["hosts"]:
         click.echo(f"host {h['name']}: " + ("reachable" if h["reachable"] else f"UNREACHABLE ({h['error']})"))
+    for warning in doc["warnings"]:
+        click.echo(f"! {warning}")
+    if doc["pending_changes"]:
+        click.echo(f"{doc['pending_changes']} changes pending (gitops plan shows them)")
     for svc in doc["services"]:
         r = svc["replicas"]
         line = (f"{svc['name']:<20} {r['healthy']}/{r['desired']} healthy, {r['up_to_date']} up to date"

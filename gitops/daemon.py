@@ -76,6 +76,7 @@ class Daemon:
         self._ready = threading.Event()
         self._worker_alive = False
         self._signals = 0
+        self.after_pass: Callable[[], None] = lambda: None
 
     # -- DaemonView for the HTTP server --------------------------------------------------------------------
     def request_pass(self, trigger: str) -> None:
@@ -85,8 +86,11 @@ class Daemon:
         r = self.reconciler
         state = r.state
         passes = state.passes(limit=1)
+        last_plan = r.last_result.plan if r.last_result else None
         return build_status(r.last_desired, r.last_observed, source=state.source(),
-                            last_pass=passes[0] if passes else None, pins=state.pins(), last_good=state.last_good())
+                            last_pass=passes[0] if passes else None, pins=state.pins(), last_good=state.last_good(),
+                            warnings=last_plan.warnings if last_plan else (),
+                            pending_changes=len(last_plan.changes) if last_plan else None)
 
     def alive(self) -> bool:
         return self._worker_alive and not self.scheduler.stopped
@@ -112,6 +116,7 @@ class Daemon:
                 self._heartbeat = time.monotonic()
                 self.run_pass(",".join(triggers), force=force)
                 self._ready.set()
+                self.after_pass()
                 next_poll = time.monotonic() + self.next_delay()
         finally:
             self._worker_alive = False
@@ -186,6 +191,70 @@ class FolderWatch:
                 self._timer.cancel()
 
 
+class EventWatch:
+    """Asks for a pass (debounced) when a managed container dies, stops or disappears on any host.
+
+    One thread per host; a broken stream (the engine restarted, the host went away) reconnects with
+    a capped backoff. The poll remains the safety net for anything the stream misses.
+    """
+
+    def __init__(self, reconciler: Reconciler, request: Callable[[str], None], *, debounce: float = 1.0) -> None:
+        self.reconciler = reconciler
+        self.request = request
+        self.debounce = debounce
+        self.stop_event = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self.log = get_logger(component="events")
+
+    def sync_hosts(self) -> None:
+        """Start a watcher for each host of the last desired state that has none yet."""
+        from gitops.docker_host import DockerHost
+
+        desired = self.reconciler.last_desired
+        if desired is None or self.stop_event.is_set():
+            return
+        for spec in desired.hosts:
+            if spec.name in self._threads:
+                continue
+            host = DockerHost(spec)
+            thread = threading.Thread(target=self._watch, args=(host, desired.project.name), daemon=True,
+                                      name=f"gitops-events-{spec.name}")
+            self._threads[spec.name] = thread
+            thread.start()
+
+    def _watch(self, host: Any, project: str) -> None:
+        from gitops.docker_host import HostError
+
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                for event in host.container_events(project, self.stop_event):
+                    delay = 1.0
+                    attrs = (event.get("Actor") or {}).get("Attributes") or {}
+                    self._changed(f"docker event: {event.get('Action')} {attrs.get('name', '')} on {host.name}")
+            except HostError as exc:
+                self.log.info("events.reconnecting", host=host.name, error=str(exc), seconds=delay)
+            if self.stop_event.wait(delay):
+                return
+            delay = min(30.0, delay * 2)
+
+    def _changed(self, reason: str) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self.debounce, self.request, args=(reason,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+
+
 def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
           watch: Path | None = None) -> int:
     """Run the daemon in the foreground: HTTP server in a thread, the worker in this (main) thread."""
@@ -206,6 +275,8 @@ def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
     watcher = FolderWatch(watch, daemon.request_pass) if watch else None
     if watcher:
         watcher.start()
+    events = EventWatch(daemon.reconciler, daemon.request_pass)
+    daemon.after_pass = events.sync_hosts
 
     def on_stop() -> None:
         server.should_exit = True
@@ -217,6 +288,7 @@ def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
         daemon.run_worker()
     finally:
         server.should_exit = True
+        events.stop()
         if watcher:
             watcher.stop()
         thread.join(5)

@@ -338,6 +338,28 @@ class DockerHost(_LeaseOps):
         return sorted((ObservedObject(self.name, "volume", (v.get("Labels") or {}).get(LABEL_NAME, ""), v["Name"])
                        for v in items), key=lambda o: o.docker_name)
 
+    def container_events(self, project: str, stop: threading.Event) -> Iterable[dict[str, Any]]:
+        """Lifecycle events (die, stop, kill, destroy, oom) of the project's containers, until ``stop`` is set.
+
+        Raises HostError when the stream cannot be opened or breaks; the caller reconnects.
+        """
+        client = self._connect()  # its own connection: the stream blocks it
+        try:
+            stream = self._call("watch events", client.events, decode=True, filters={
+                "type": ["container"], "label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"],
+                "event": ["die", "stop", "kill", "destroy", "oom"]})
+            try:
+                for event in stream:
+                    if stop.is_set():
+                        return
+                    yield event
+            except (requests.exceptions.RequestException, OSError) as exc:
+                raise HostUnreachable(self.name, f"event stream broke: {_explain(exc)}") from exc
+            finally:
+                stream.close()
+        finally:
+            client.close()
+
     # -- images ---------------------------------------------------------------------------------------
     def ensure_image(self, image: str, policy: str) -> None:
         """Pull by policy: missing (only when absent), always, never (absent is an error).

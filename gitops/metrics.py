@@ -24,6 +24,9 @@ class Metrics:
                                     registry=self.registry)
         self.drifted = Gauge("gitops_drifted_instances", "Instances found drifted (stopped or removed by hand) in "
                              "the last pass.", registry=self.registry)
+        self.crash_looping = Gauge("gitops_crashlooping_instances", "Containers restarting in a loop (by Docker's "
+                                   "restart policy, or held back by gitops' own backoff) in the last pass.",
+                                   registry=self.registry)
         self.webhooks = Counter("gitops_webhook_requests_total", "Webhook requests by provider and status code.",
                                 ["provider", "code"], registry=self.registry)
         self.last_apply = Gauge("gitops_last_apply_started_timestamp_seconds",
@@ -34,6 +37,7 @@ class Metrics:
         self.pass_duration.observe(result.duration)
         self.passes.labels(result.outcome).inc()
         self.drifted.set(result.drifted)
+        self.crash_looping.set(result.crash_looping)
         if result.ok:
             self.last_success.set(time.time())
 

@@ -35,6 +35,9 @@ class PlanError(Exception):
 @dataclass(frozen=True)
 class PlanOptions:
     allow_empty: bool = False
+    # Containers (by name) that keep dying after gitops started them: leave them stopped for now,
+    # with the reason, instead of restarting them on every pass (the caller owns the backoff clock).
+    hold: tuple[tuple[str, str], ...] = ()  # (container name, reason)
 
 
 # --- fingerprints ---------------------------------------------------------------------------------------
@@ -100,6 +103,14 @@ def field_changes(old_json: str, new: ServiceSpec) -> tuple[FieldChange, ...]:
 
 
 # --- the planner --------------------------------------------------------------------------------------
+
+
+def _replaced(c: ObservedContainer, svc: ServiceSpec) -> bool:
+    """A container with our labels but another image than its spec: replaced by hand (drift).
+
+    Docker lists an image by ID when its name was removed or moved; that is not taken as drift.
+    """
+    return bool(c.image) and not c.image.startswith("sha256:") and c.image != svc.image
 
 
 def _pick(containers: list[ObservedContainer]) -> ObservedContainer:
@@ -258,8 +269,8 @@ class _Planner:
                  dep_steps: tuple[str, ...]) -> tuple[Step, list[Step]]:
         step_id = f"service/{svc.name}/{inst.slot}@{inst.host}"
         containers = self.slots.get((svc.name, inst.host, inst.slot), [])
-        current = [c for c in containers if c.spec_hash == svc.spec_hash]
-        stale = [c for c in containers if c.spec_hash != svc.spec_hash]
+        current = [c for c in containers if c.spec_hash == svc.spec_hash and not _replaced(c, svc)]
+        stale = [c for c in containers if c not in current]
         deps = tuple(sorted(set(self._infra_deps(svc, inst.host)) | set(dep_steps)))
         new_name = container_name(self.project, svc.name, inst.slot, svc.spec_hash)
         create_args = {"service": svc.name, "slot": inst.slot, "spec_hash": svc.spec_hash}
@@ -273,6 +284,11 @@ class _Planner:
                      for c in others if not c.running]
             if keep.running and not still_running:
                 return Step(step_id, inst.host, "service", svc.name, "noop", "up to date", slot=inst.slot), extra
+            held = dict(self.options.hold).get(keep.name)
+            if not keep.running and not still_running and held:
+                self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} keeps crashing: {held}")
+                return Step(step_id, inst.host, "service", svc.name, "noop", f"crash-looping: {held}",
+                            slot=inst.slot), extra
             if not keep.running and not still_running and not svc.self_heal:
                 self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} is {keep.state} (drift; selfHeal is "
                                      "off, so it is only reported)")
@@ -321,6 +337,9 @@ class _Planner:
                    Op("remove", old.name, {**old_ref, "after": "service"}))
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
+        if old.spec_hash == svc.spec_hash:  # same labels, other image: someone replaced it by hand
+            changes = (FieldChange("image", old.image, svc.image),)
+            reason = f"container is not the declared one (replaced by hand with {old.image}); {order} replacement"
         return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, changes=changes,
                     depends_on=deps, ops=ops), extra
 

@@ -73,6 +73,7 @@ class PassResult:
     errors: list[str] = field(default_factory=list)
     duration: float = 0.0
     drifted: int = 0
+    crash_looping: int = 0
 
     @property
     def ok(self) -> bool:
@@ -89,6 +90,12 @@ class _NoHooks:
     def pass_finished(self, result: PassResult) -> None: ...
     def fetch_failed(self) -> None: ...
     def apply_started(self) -> None: ...
+
+
+def _drifted(the_plan: Plan) -> int:
+    """Instances found changed by hand: stopped, replaced (healed or only reported), or crash-looping."""
+    return sum(1 for s in the_plan.steps if s.kind == "service" and (
+        s.reason.startswith(("container is ", "crash-looping")) or "(selfHeal off)" in s.reason))
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
@@ -115,6 +122,7 @@ class Reconciler:
         self.cancel = threading.Event()  # set on a second SIGTERM: health waits give up and roll back
         self.lease_ttl = lease_ttl
         self.holder = new_holder()
+        self.heal_starts: dict[str, list[float]] = {}  # container id -> times gitops started it again
 
     # -- the pass -----------------------------------------------------------------------------------------
     def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
@@ -141,6 +149,8 @@ class Reconciler:
             result.errors.append(str(exc))
             self.log.error("pass.state_unwritable", error=str(exc))
         self.last_result = result
+        for warning in result.plan.warnings if result.plan else ():
+            self.log.warning("plan.warning", warning=warning)
         self.log.info("pass.finished", trigger=trigger, outcome=result.outcome, revision=result.revision[:12],
                       seconds=round(result.duration, 3), message=result.message)
         self.hooks.pass_finished(result)
@@ -180,17 +190,19 @@ class Reconciler:
             observed = observe_all(desired, hosts)
             self.last_observed = observed
             try:
-                the_plan = plan(desired, observed, options=PlanOptions(allow_empty=self.allow_empty))
+                the_plan = plan(desired, observed, options=self._options(observed))
             except PlanError as exc:
                 refusal = str(exc)
                 self._safe(lambda: self.state.mark_failed(revision, refusal))
                 return PassResult("failed", revision, refusal, errors=[refusal])
+            looping = self._crash_looping(observed, the_plan)
+            drifted = _drifted(the_plan)
             if not the_plan.has_changes:
                 self._record_good(desired, revision, {s.name for s in desired.services})
                 unreachable = [f"host {h} is unreachable: {e}" for h, e in the_plan.unreachable]
                 return PassResult("failed" if unreachable else "no_changes", revision,
                                   "; ".join(unreachable) or "hosts match the manifests", plan=the_plan,
-                                  errors=unreachable)
+                                  errors=unreachable, crash_looping=looping, drifted=drifted)
             if dry_run:
                 return PassResult("no_changes", revision, "dry run", plan=the_plan)
             # Changes to make: take the lease on every reachable host, then look again, because another
@@ -207,9 +219,8 @@ class Reconciler:
                                   f"hosts; its lease ends within {until:.0f}s")
             try:
                 observed = observe_all(desired, hosts)
-                the_plan = plan(desired, observed, options=PlanOptions(allow_empty=self.allow_empty))
-                drifted = sum(1 for s in the_plan.changes if s.kind == "service" and s.action == "update"
-                              and s.reason.startswith("container is"))
+                the_plan = plan(desired, observed, options=self._options(observed))
+                drifted = _drifted(the_plan)
                 if not the_plan.has_changes:
                     return PassResult("no_changes", revision, "another reconciler already applied it", plan=the_plan)
                 self.hooks.apply_started()
@@ -217,6 +228,7 @@ class Reconciler:
                 executor = Executor(desired, hosts, concurrency=self.concurrency)
                 executor.cancel = self.cancel
                 applied = executor.apply(the_plan)
+                self._count_heal_starts(the_plan)
                 self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
             finally:
                 lease.release()
@@ -226,12 +238,47 @@ class Reconciler:
         if applied.ok:
             self._safe(lambda: self.state.mark_good(revision))
             return PassResult("converged", revision, "converged", plan=the_plan, apply=applied, services=services,
-                              drifted=drifted)
+                              drifted=drifted, crash_looping=looping)
         problems = applied.errors + [f"{o.service}: {o.status}: {o.message}" for o in applied.services.values()
                                      if o.status != "converged"]
         self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
-                          services=services, errors=problems, drifted=drifted)
+                          services=services, errors=problems, drifted=drifted, crash_looping=looping)
+
+    # -- containers that keep dying ------------------------------------------------------------------------
+    HEAL_BACKOFF_BASE = 5.0
+    HEAL_BACKOFF_CAP = 300.0
+    HEAL_WINDOW = 900.0
+
+    def _options(self, observed: ObservedState) -> PlanOptions:
+        """Hold back self-heal starts of containers gitops started recently and that died again."""
+        now = self.clock()
+        hold = []
+        for host in observed.hosts:
+            for c in host.containers:
+                starts = [t for t in self.heal_starts.get(c.id, []) if now - t < self.HEAL_WINDOW]
+                self.heal_starts[c.id] = starts
+                if c.running or not starts:
+                    continue
+                wait = backoff_seconds(len(starts), base=self.HEAL_BACKOFF_BASE, cap=self.HEAL_BACKOFF_CAP)
+                if now - starts[-1] < wait:
+                    hold.append((c.name, f"started again {len(starts)} times, it died each time; next try in "
+                                         f"{wait - (now - starts[-1]):.0f}s"))
+        return PlanOptions(allow_empty=self.allow_empty, hold=tuple(sorted(hold)))
+
+    def _count_heal_starts(self, executed: Plan) -> None:
+        now = self.clock()
+        for step in executed.changes:
+            if step.reason.startswith("container is "):
+                for op in step.ops:
+                    if op.kind == "start" and "id" in op.args:
+                        self.heal_starts.setdefault(op.args["id"], []).append(now)
+
+    @staticmethod
+    def _crash_looping(observed: ObservedState, the_plan: Plan) -> int:
+        restarting = sum(1 for h in observed.hosts for c in h.containers if c.state == "restarting")
+        held = sum(1 for s in the_plan.steps if s.reason.startswith("crash-looping"))
+        return restarting + held
 
     def _record_good(self, desired: DesiredState, revision: str, names: set[str]) -> None:
         specs = {s.name: s.spec_hash for s in desired.services if s.name in names}

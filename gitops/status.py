@@ -19,7 +19,8 @@ STATUS_FORMAT = 1
 
 def build_status(desired: DesiredState | None, observed: ObservedState | None, *, source: dict[str, Any],
                  last_pass: PassRecord | None, pins: dict[str, tuple[str, str]],
-                 last_good: dict[str, tuple[str, str, float]]) -> dict[str, Any]:
+                 last_good: dict[str, tuple[str, str, float]], warnings: tuple[str, ...] = (),
+                 pending_changes: int | None = None) -> dict[str, Any]:
     services = []
     containers = [c for h in (observed.hosts if observed else ()) for c in h.containers]
     for svc in (desired.services if desired else ()):
@@ -34,7 +35,9 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "running_revisions": sorted({c.revision for c in mine if c.running}),
             "replicas": {"desired": svc.replicas, "running": sum(1 for c in mine if c.running),
                          "healthy": sum(1 for c in mine if c.running and c.health in ("healthy", "none")),
-                         "up_to_date": sum(1 for c in mine if c.running and c.spec_hash == svc.spec_hash)},
+                         "up_to_date": sum(1 for c in mine if c.running and c.spec_hash == svc.spec_hash),
+                         "restarting": sum(1 for c in mine if c.state == "restarting"),
+                         "stopped": sum(1 for c in mine if not c.running)},
             "last_outcome": outcome,
             "reason": (last_pass.error if last_pass and outcome not in ("", "converged") else ""),
             "last_good_revision": good[0] if good else "",
@@ -49,5 +52,7 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
         "last_pass": last_pass.to_dict() if last_pass else None,
         "hosts": hosts,
         "services": services,
+        "warnings": list(warnings),
+        "pending_changes": pending_changes,
         "observed": observed_to_dict(observed) if observed else None,
     }

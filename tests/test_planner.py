@@ -239,3 +239,24 @@ def _container(desired: DesiredState, service_name: str, slot: int, **changes: o
     base = ObservedContainer("local", f"id-{name}", name, svc.name, slot, svc.spec_hash, "", "running", "none",
                              svc.image, canonical_json(svc.container_config()))
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_container_replaced_by_hand_with_another_image_is_put_back(desired_of) -> None:
+    desired = desired_of({"s.yaml": service("web")})
+    replaced = converged(desired, tweak=lambda c: dataclasses.replace(c, image="someone/else:latest", id="x"))
+    step = plan(desired, replaced).changes[0]
+    assert step.action == "update" and step.reason.startswith("container is not the declared one")
+    assert [c.describe() for c in step.changes] == ["image: someone/else:latest -> local/web:1"]
+    # an image listed by ID (its tag moved) is not drift
+    by_id = converged(desired, tweak=lambda c: dataclasses.replace(c, image="sha256:" + "a" * 64))
+    assert not plan(desired, by_id).has_changes
+
+
+def test_crash_looping_containers_are_held_back(desired_of) -> None:
+    desired = desired_of({"s.yaml": service("web")})
+    dead = converged(desired, tweak=lambda c: dataclasses.replace(c, state="exited"))
+    name = dead.hosts[0].containers[0].name
+    p = plan(desired, dead, options=PlanOptions(hold=((name, "started again 2 times; next try in 9s"),)))
+    assert not p.has_changes
+    assert p.steps[0].reason == "crash-looping: started again 2 times; next try in 9s"
+    assert p.warnings == ("web[0] on local keeps crashing: started again 2 times; next try in 9s",)
