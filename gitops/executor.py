@@ -48,6 +48,7 @@ class ServiceOutcome:
     message: str = ""
     logs: str = ""
     health_output: str = ""
+    temporary: bool = False  # failed because a host failed (retrying may help), not because of the spec
 
 
 @dataclass
@@ -63,12 +64,14 @@ class ApplyResult:
 
 
 class _InstanceFailed(Exception):
-    def __init__(self, record: _Done, message: str, *, logs: str = "", detail: str = "") -> None:
+    def __init__(self, record: _Done, message: str, *, logs: str = "", detail: str = "",
+                 temporary: bool = False) -> None:
         super().__init__(message)
         self.record = record
         self.step = record.step
         self.logs = logs
         self.detail = detail
+        self.temporary = temporary
 
 
 @dataclass
@@ -242,7 +245,9 @@ class Executor:
                 message = str(pull_errors.get(step.host) or "image not available on another host of this service")
                 self._record(result, step, "failed", message)
             self._skip(removals, result, "skipped: the service's update did not start")
-            result.services[svc.name] = ServiceOutcome(svc.name, "failed", "; ".join(map(str, pull_errors.values())))
+            temporary = all(isinstance(e, HostError) and e.temporary for e in pull_errors.values())
+            result.services[svc.name] = ServiceOutcome(svc.name, "failed", "; ".join(map(str, pull_errors.values())),
+                                                       temporary=temporary)
             return False
 
         done: list[_Done] = []
@@ -330,7 +335,7 @@ class Executor:
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=host.logs(ref),
                                   detail=exc.detail) from exc
         except HostError as exc:
-            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}") from exc
+            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", temporary=exc.temporary) from exc
         return record
 
     def _undo(self, item: _Done) -> str:
@@ -383,7 +388,7 @@ class Executor:
         elif outcome_status == "paused":
             message += "; paused (failureAction: pause)"
         result.services[svc.name] = ServiceOutcome(svc.name, outcome_status, message, failure.logs.strip(),
-                                                   failure.detail)
+                                                   failure.detail, temporary=failure.temporary)
         return False
 
 

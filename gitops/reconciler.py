@@ -241,7 +241,12 @@ class Reconciler:
                               drifted=drifted, crash_looping=looping)
         problems = applied.errors + [f"{o.service}: {o.status}: {o.message}" for o in applied.services.values()
                                      if o.status != "converged"]
-        self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
+        # Only the commit's own failures (health checks, refused specs) block it from being retried; a host
+        # that failed under it (unreachable, restarting) is retried on the next pass.
+        own_fault = [o for o in applied.services.values()
+                     if o.status not in ("converged", "skipped") and not o.temporary]
+        if own_fault:
+            self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
 
