@@ -233,7 +233,10 @@ class EventWatch:
                 for event in host.container_events(project, self.stop_event):
                     delay = 1.0
                     attrs = (event.get("Actor") or {}).get("Attributes") or {}
-                    self._changed(f"docker event: {event.get('Action')} {attrs.get('name', '')} on {host.name}")
+                    action = str(event.get("Action", ""))
+                    if self.reconciler.is_own_event(action, attrs.get("name", ""), str(event.get("id", ""))):
+                        continue  # gitops did this itself
+                    self._changed(f"docker event: {action} {attrs.get('name', '')} on {host.name}")
             except HostError as exc:
                 self.log.info("events.reconnecting", host=host.name, error=str(exc), seconds=delay)
             if self.stop_event.wait(delay):

@@ -453,7 +453,7 @@ class DockerHost(_LeaseOps):
             )
         except HostError as exc:
             if "Conflict" in str(exc) or "already in use" in str(exc):
-                return self._adopt_own(name, project, svc.spec_hash)
+                return self._adopt_own(name, project, svc.spec_hash, svc.image)
             raise
         container_id: str = created["Id"]
         for net in rest:
@@ -461,11 +461,14 @@ class DockerHost(_LeaseOps):
                        object_name(project, net.name), aliases=list(net.aliases) or None)
         return container_id
 
-    def _adopt_own(self, name: str, project: str, spec_hash: str) -> str:
+    def _adopt_own(self, name: str, project: str, spec_hash: str, image: str) -> str:
         """A container with our deterministic name exists: ours from an interrupted pass, or someone else's."""
         info = self._call(f"inspect {name}", self.client.inspect_container, name)
         labels = (info.get("Config") or {}).get("Labels") or {}
         if labels.get(LABEL_PROJECT) == project and labels.get(LABEL_SPEC_HASH) == spec_hash:
+            if (info.get("Config") or {}).get("Image") not in (image, None):
+                raise HostError(self.name, f"container {name} carries this spec's labels but runs "
+                                f"{info['Config']['Image']}, not {image}; the next pass replaces it", temporary=True)
             return str(info["Id"])
         raise NameConflict(self.name, f"a container named {name} exists and is not managed by project {project}; "
                            "gitops never adopts or replaces it: rename or remove it by hand")

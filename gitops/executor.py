@@ -97,6 +97,9 @@ class Executor:
         self.concurrency = concurrency
         self.on_event = on_event
         self.cancel = threading.Event()
+        # Told of every container gitops stops or removes, with the Docker events that explains, so an
+        # event watcher can tell gitops' own actions from drift.
+        self.on_own_action: Callable[[list[str], str], None] = lambda refs, action: None
         self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
         self._lock = threading.Lock()
 
@@ -216,8 +219,10 @@ class Executor:
         for op in step.ops:
             ref = op.args.get("id", op.container)
             if op.kind == "stop":
+                self.on_own_action([op.container, ref], "stop")
                 host.stop(ref, timeout=grace)
             elif op.kind == "remove":
+                self.on_own_action([op.container, ref], "remove")
                 host.remove(ref)
 
     def _grace(self, service: str) -> float:
@@ -277,6 +282,7 @@ class Executor:
         for item in done:
             for op in item.deferred:
                 try:
+                    self.on_own_action([op.container, op.args.get("id", op.container)], "remove")
                     self.hosts[item.step.host].remove(op.args.get("id", op.container))
                 except HostError as exc:
                     result.errors.append(f"{item.step.id}: could not remove old container: {exc}")
@@ -322,12 +328,14 @@ class Executor:
                 elif op.kind == "wait_healthy":
                     wait_healthy(host, ref, svc, cancel=self.cancel)
                 elif op.kind == "stop":
+                    self.on_own_action([op.container, ref], "stop")
                     host.stop(ref, timeout=svc.stop_grace_period)
                     failpoint("after_stop_old")
                 elif op.kind == "remove":
                     if op.args.get("after") == "service":
                         record.deferred.append(op)
                         continue
+                    self.on_own_action([op.container, ref], "remove")
                     host.remove(ref)
                 record.executed.append(op)
         except HealthFailure as exc:
@@ -346,6 +354,7 @@ class Executor:
             ref = item.refs.get(op.container) or op.args.get("id") or op.container
             try:
                 if op.undo == "remove":
+                    self.on_own_action([op.container, ref], "remove")
                     host.remove(ref)
                 elif op.undo == "start":
                     host.start(ref)
@@ -373,6 +382,7 @@ class Executor:
         else:
             for item in done:
                 for op in item.deferred:  # keep what succeeded; its old container is no longer needed
+                    self.on_own_action([op.container, op.args.get("id", op.container)], "remove")
                     self.hosts[item.step.host].remove(op.args.get("id", op.container))
                 self._record(result, item.step, "done")
             outcome_status = "paused"

@@ -338,8 +338,12 @@ class _Planner:
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
         if old.spec_hash == svc.spec_hash:  # same labels, other image: someone replaced it by hand
+            # It holds the very name the declared container needs, so it has to go first.
             changes = (FieldChange("image", old.image, svc.image),)
-            reason = f"container is not the declared one (replaced by hand with {old.image}); {order} replacement"
+            reason = f"container is not the declared one (replaced by hand with {old.image}); replacing it"
+            ops = (pull, Op("stop", old.name, old_ref), Op("remove", old.name, old_ref),
+                   Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
+                   Op("wait_healthy", new_name))
         return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, changes=changes,
                     depends_on=deps, ops=ops), extra
 

@@ -123,6 +123,8 @@ class Reconciler:
         self.lease_ttl = lease_ttl
         self.holder = new_holder()
         self.heal_starts: dict[str, list[float]] = {}  # container id -> times gitops started it again
+        self._own: dict[str, tuple[frozenset[str], float]] = {}  # container name/id -> (events expected, when)
+        self._own_lock = threading.Lock()
 
     # -- the pass -----------------------------------------------------------------------------------------
     def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
@@ -227,6 +229,7 @@ class Reconciler:
                 self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
                 executor = Executor(desired, hosts, concurrency=self.concurrency)
                 executor.cancel = self.cancel
+                executor.on_own_action = self.note_own_action
                 applied = executor.apply(the_plan)
                 self._count_heal_starts(the_plan)
                 self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
@@ -249,6 +252,30 @@ class Reconciler:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
+
+    # -- gitops' own actions, told apart from drift ---------------------------------------------------------
+    OWN_EVENTS = {"stop": frozenset({"kill", "die", "stop"}), "remove": frozenset({"kill", "die", "stop", "destroy"})}
+    OWN_WINDOW = 120.0
+
+    def note_own_action(self, refs: list[str], action: str) -> None:
+        now = self.clock()
+        with self._own_lock:
+            for ref in refs:
+                if ref:
+                    self._own[ref] = (self.OWN_EVENTS[action], now)
+            for ref, (_, when) in list(self._own.items()):
+                if now - when > self.OWN_WINDOW:
+                    del self._own[ref]
+
+    def is_own_event(self, action: str, *refs: str) -> bool:
+        """True when a Docker event is explained by something gitops itself just did."""
+        now = self.clock()
+        with self._own_lock:
+            for ref in refs:
+                expected = self._own.get(ref)
+                if expected and action in expected[0] and now - expected[1] <= self.OWN_WINDOW:
+                    return True
+        return False
 
     # -- containers that keep dying ------------------------------------------------------------------------
     HEAL_BACKOFF_BASE = 5.0

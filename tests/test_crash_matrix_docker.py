@@ -83,7 +83,7 @@ def test_crash_matrix(order: str, tmp_path: Path, docker_client, project_name) -
     decoy_before = docker_client.api.inspect_container(decoy.id)
     report = []
     try:
-        for i, point in enumerate(POINTS):
+        for point in POINTS:
             remote.commit({"web.yaml": service("web", body + f"env: {{EPISODE: '{point}'}}")})
             with Prober(docker_client, project_name, "web") as probe, RunningCount(docker_client, project_name) as count:
                 crashed = run(remote, state, "sync", failpoint=point)
