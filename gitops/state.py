@@ -17,6 +17,7 @@ full disk. Nothing secret is stored: specs are kept as hashes, URLs are redacted
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS passes (
     outcome TEXT NOT NULL DEFAULT 'running',
     summary TEXT NOT NULL DEFAULT '{}',
     services TEXT NOT NULL DEFAULT '{}',
-    error TEXT NOT NULL DEFAULT ''
+    error TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS revisions (
     revision TEXT PRIMARY KEY,
@@ -103,9 +105,17 @@ class FailedRevision:
     error: str
 
 
-def default_state_dir() -> Path:
-    import os
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
+
+def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "gitops"
 
@@ -155,7 +165,13 @@ class StateStore:
     # -- passes -------------------------------------------------------------------------------------------
     def begin_pass(self, trigger: str, *, now: float | None = None) -> int:
         with self._tx() as db:
-            cur = db.execute("INSERT INTO passes (started_at, trigger) VALUES (?, ?)", (now or time.time(), trigger))
+            # A pass still 'running' whose process is gone was killed mid-way: say so in the history.
+            for pass_id, pid in db.execute("SELECT id, pid FROM passes WHERE outcome='running'").fetchall():
+                if pid and not _alive(pid):
+                    db.execute("UPDATE passes SET outcome='interrupted', error=? WHERE id=?",
+                               ("the reconciler stopped during this pass (killed or crashed)", pass_id))
+            cur = db.execute("INSERT INTO passes (started_at, trigger, pid) VALUES (?, ?, ?)",
+                             (now or time.time(), trigger, os.getpid()))
             return int(cur.lastrowid or 0)
 
     def finish_pass(self, pass_id: int, *, revision: str, outcome: str, summary: dict[str, Any] | None = None,

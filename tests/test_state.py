@@ -1,0 +1,72 @@
+"""The state store (SQLite): what it records, failed-revision backoff, pins, and crash leftovers."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gitops.reconciler import backoff_seconds
+from gitops.state import StateStore
+
+
+def test_passes_round_trip_newest_first(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    a = store.begin_pass("startup", now=100.0)
+    store.finish_pass(a, revision="r1", outcome="converged", summary={"create": 2}, services={"web": "converged"},
+                      now=101.5)
+    b = store.begin_pass("webhook:github", now=200.0)
+    store.finish_pass(b, revision="r2", outcome="invalid", error="x.yaml:1:1: bad", now=200.1)
+    newest, oldest = store.passes()
+    assert (newest.revision, newest.outcome, newest.error) == ("r2", "invalid", "x.yaml:1:1: bad")
+    assert (oldest.summary, oldest.services, oldest.duration) == ({"create": 2}, {"web": "converged"}, 1.5)
+    assert [p.revision for p in store.passes(service="web")] == ["r1"]
+    assert store.check() == "ok"
+
+
+def test_failed_revisions_count_attempts_and_clear_when_good(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.mark_failed("r1", "health check failed", now=10.0)
+    store.mark_failed("r1", "health check failed again", now=20.0)
+    failed = store.failed("r1")
+    assert failed is not None and (failed.attempts, failed.last_attempt, failed.error) == (2, 20.0,
+                                                                                            "health check failed again")
+    store.mark_good("r1")
+    assert store.failed("r1") is None
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    assert [backoff_seconds(n, base=60, cap=3600) for n in (1, 2, 3, 7, 20)] == [60, 120, 240, 3600, 3600]
+
+
+def test_last_good_pins_and_source(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.record_good({"web": "h1", "db": "h2"}, "r1", now=5.0)
+    store.record_good({"web": "h3"}, "r2", now=6.0)
+    assert store.last_good() == {"web": ("r2", "h3", 6.0), "db": ("r1", "h2", 5.0)}
+    store.pin("web", "r1", "h3")
+    assert store.pins() == {"web": ("r1", "h3")}
+    assert store.unpin("web") and not store.unpin("web")
+    store.record_fetch(url="https://***@h/r.git", ref="main", commit="abc", now=7.0)
+    store.record_fetch(url="https://***@h/r.git", ref="main", error="cannot fetch: timeout", now=8.0)
+    src = store.source()
+    assert (src["commit"], src["error"], src["available"]) == ("abc", "cannot fetch: timeout", False)
+    store.record_fetch(url="https://***@h/r.git", ref="main", commit="def", now=9.0)
+    assert store.source()["available"] is True
+
+
+def test_a_pass_whose_process_died_reads_as_interrupted(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    with sqlite3.connect(tmp_path / "state.db") as db:  # a pass left 'running' by a process that is gone
+        db.execute("INSERT INTO passes (started_at, trigger, pid) VALUES (1.0, 'startup', 2147483646)")
+    store.begin_pass("next")
+    interrupted = [p for p in store.passes() if p.trigger == "startup"][0]
+    assert interrupted.outcome == "interrupted" and "stopped during this pass" in interrupted.error
+    assert store.passes()[0].outcome == "running"  # our own pass is left alone
+
+
+def test_the_store_survives_being_reopened(tmp_path: Path) -> None:
+    first = StateStore(tmp_path)
+    first.finish_pass(first.begin_pass("a"), revision="r", outcome="converged")
+    first.close()
+    again = StateStore(tmp_path)
+    assert [p.outcome for p in again.passes()] == ["converged"] and again.check() == "ok"
