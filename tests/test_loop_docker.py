@@ -182,3 +182,20 @@ def test_sync_history_and_rollback_with_a_pin(tmp_path, remote, docker_client, p
     remote.commit({"web.yaml": service("web", FAST + ok_v2 + "env: {AFTER_PIN: '1'}", image="local/web:2")})
     assert gitops("sync", "--repo", str(remote.bare)).returncode == 0
     assert images(docker_client, project_name) == ["local/web:2"]
+
+
+def test_sigterm_during_an_apply_finishes_the_pass_then_exits(tmp_path, remote, docker_client, project_name) -> None:
+    slow = CHECK.replace("update: {healthyDeadline: 15s}", "update: {healthyDeadline: 15s, minHealthyTime: 2s}")
+    with DaemonProcess(tmp_path, "--repo", str(remote.bare), "--interval", "1h") as d:
+        commit = remote.commit({"web.yaml": service("web", FAST + slow + "env: {SLOW: '1'}")})
+        before = d.metric("gitops_last_apply_started_timestamp_seconds")
+        d.github_push()
+        d.wait_for(lambda: d.metric("gitops_last_apply_started_timestamp_seconds") > before, 20, "the apply to start")
+        assert d.stop() == 0  # SIGTERM in the middle of the 2 s health gate
+    log = d.log.read_text()
+    finished = [json.loads(line) for line in log.splitlines() if '"pass.finished"' in line]
+    assert finished[-1]["revision"] == commit[:12] and finished[-1]["outcome"] == "converged"
+    assert log.index('"daemon.stopping"') < log.rindex('"pass.finished"') < log.index('"daemon.stopped"')
+    running = docker_client.containers.list(filters={"label": [f"io.gitops.project={project_name}",
+                                                               "io.gitops.managed=true"]})
+    assert len(running) == 1 and "SLOW=1" in running[0].attrs["Config"]["Env"]
