@@ -17,7 +17,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ import pytest
 from gitops.failpoints import POINTS
 from tests.conftest import service
 from tests.gitutil import Remote
-from tests.test_engine_docker import Prober
+from tests.sampling import Prober, RunningCount
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -41,31 +40,6 @@ def run(remote: Remote, state: Path, *args: str, failpoint: str = "") -> subproc
         env.pop("GITOPS_FAILPOINTS", None)
     return subprocess.run([sys.executable, "-m", "gitops", *args, "--repo", str(remote.bare), "--state-dir", str(state)],
                           capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
-
-
-class RunningCount:
-    """Samples the number of running containers of the service (I2) in the background."""
-
-    def __init__(self, client, project: str) -> None:
-        self.client, self.project = client, project
-        self.max = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            items = self.client.api.containers(filters={"label": [f"io.gitops.project={self.project}",
-                                                                  "io.gitops.service=web"]})
-            self.max = max(self.max, len(items))
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> RunningCount:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 @pytest.mark.parametrize("order", ["start-first", "stop-first"])

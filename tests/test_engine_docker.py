@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
-import urllib.request
 from datetime import datetime
 
 import pytest
 
 from tests.conftest import service
+from tests.sampling import Prober, fetch
 
 pytestmark = pytest.mark.docker
 
@@ -29,50 +28,6 @@ def free_port() -> int:
 def running(client, project: str, svc: str | None = None) -> list:
     labels = [f"io.gitops.project={project}"] + ([f"io.gitops.service={svc}"] if svc else [])
     return client.containers.list(filters={"label": labels})
-
-
-def fetch(port: int, timeout: float = 1.0) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=timeout) as response:
-        return response.read().decode()
-
-
-class Prober:
-    """Requests the service every 50 ms; a tick fails when no container of the service answers."""
-
-    def __init__(self, client, project: str, svc: str) -> None:
-        self.client, self.project, self.svc = client, project, svc
-        self.ok = 0
-        self.failures: list[str] = []
-        self.bodies: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _ports(self) -> list[int]:
-        items = self.client.api.containers(filters={"label": [f"io.gitops.project={self.project}",
-                                                              f"io.gitops.service={self.svc}"]})
-        return [p["PublicPort"] for c in items for p in c.get("Ports", []) if p.get("PublicPort")]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            errors = []
-            for port in self._ports():
-                try:
-                    self.bodies.add(fetch(port, timeout=0.5).strip())
-                    self.ok += 1
-                    break
-                except OSError as exc:
-                    errors.append(f"{port}: {exc}")
-            else:
-                self.failures.append("; ".join(errors) or "no container published a port")
-            self._stop.wait(0.05)
-
-    def __enter__(self) -> Prober:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def web(body: str = "", image: str = "local/web:1", name: str = "web") -> dict[str, str]:
