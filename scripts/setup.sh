@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 bash scripts/ensure-docker.sh
 
+# Tests reach the local engine over ssh:// too (sshd on loopback): the ssh client and server.
+if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1; then
+  echo "setup: installing openssh-server and openssh-client (Debian packages)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
