@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from rich.console import Console
 
 from gitops import log
 from gitops.docker_host import DockerHost
-from gitops.executor import Executor, observe_all, open_hosts
+from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
 from gitops.lease import Lease
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
@@ -216,7 +217,10 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
 @click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64),
               help="Services and hosts worked on at once.")
-def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, concurrency: int) -> None:
+@click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Record the apply in this state store, for history and status [default: $XDG_STATE_HOME/gitops].")
+def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, concurrency: int,
+          state_dir: Path | None) -> None:
     """Change the hosts to match the manifests below PATH.
 
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
@@ -252,11 +256,30 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             if make_plan(desired, observe_all(desired, hosts)).observed_fingerprint != plan.observed_fingerprint:
                 raise click.ClickException("the containers on the hosts changed while the plan was shown; "
                                            "nothing was applied: run gitops apply again")
+            started = time.time()
             result = run_with_progress(Executor(desired, hosts, concurrency=concurrency), plan)
         finally:
             lease.release()
     print_outcome(result)
+    _record_apply(state_dir, desired, plan, result, started)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
+
+
+def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, result: ApplyResult,
+                  started: float) -> None:
+    """Put a manual apply in the history like a pass; a store that cannot be written only warns."""
+    try:
+        store = StateStore(_state_dir(state_dir))
+        pass_id = store.begin_pass("apply", now=started)
+        services = {name: str(o.status) for name, o in result.services.items()}
+        problems = result.errors + [f"{o.service}: {o.status}: {o.message}" for o in result.services.values()
+                                    if o.status != "converged"]
+        store.finish_pass(pass_id, revision=desired.revision, outcome="converged" if result.ok else "failed",
+                          summary=plan.summary(), services=services, error="; ".join(problems))
+        store.record_good({s.name: s.spec_hash for s in desired.services
+                           if services.get(s.name, "converged") == "converged"}, desired.revision)
+    except StateError as exc:
+        click.echo(f"warning: the apply was not recorded: {exc}", err=True)
 
 
 def _read_snapshot(path: Path) -> ObservedState:

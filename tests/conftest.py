@@ -114,3 +114,9 @@ def second_engine(docker_client):
     yield {"unix": unix_url, "tcp": tcp_url, "certs": Path(certs), "client": client}
     client.close()
     subprocess.run(["bash", str(script), "stop"], capture_output=True, timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _state_home(tmp_path: Path, monkeypatch) -> None:
+    """gitops' default state directory ($XDG_STATE_HOME/gitops) points into the test's own folder."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))

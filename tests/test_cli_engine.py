@@ -38,14 +38,16 @@ def test_apply_needs_yes_without_a_terminal(write, docker_client, project_name) 
     assert docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"}) == []
 
 
-def test_plan_exit_codes_and_apply(write, project_name) -> None:
+def test_plan_exit_codes_and_apply(write, project_name, tmp_path) -> None:
     root = write({"web.yaml": service("web", FAST)})
     before = gitops("plan", str(root), "--detailed-exitcode")
     assert before.returncode == 2 and "+ web[0] on local" in before.stdout
     assert gitops("plan", str(root)).returncode == 0  # without the flag, changes are still success
-    applied = gitops("apply", str(root), "--yes")
+    applied = gitops("apply", str(root), "--yes", "--state-dir", str(tmp_path / "state"))
     assert applied.returncode == 0, applied.stderr
     assert "Apply succeeded" in applied.stdout + applied.stderr
+    history = json.loads(gitops("history", "--state-dir", str(tmp_path / "state"), "--format", "json").stdout)
+    assert [(h["trigger"], h["outcome"], h["services"]) for h in history] == [("apply", "converged", {"web": "converged"})]
     after = gitops("plan", str(root), "--detailed-exitcode")
     assert after.returncode == 0 and "No changes." in after.stdout
 
