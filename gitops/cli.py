@@ -22,7 +22,7 @@ from gitops.manifests import ManifestError
 from gitops.model import DesiredState, ObservedState, observed_from_dict
 from gitops.observed import converged
 from gitops.plan import Plan, render_markdown, render_text, short_revision
-from gitops.planner import PlanError, PlanOptions
+from gitops.planner import PlanError, PlanOptions, observed_fingerprint
 from gitops.planner import plan as make_plan
 from gitops.progress import print_outcome, run_with_progress
 from gitops.reconciler import LocalSource, PassResult, Reconciler
@@ -253,7 +253,7 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             raise click.ClickException(f"another reconciler ({held.holder}) is applying to these hosts; try again "
                                        "when it is done")
         try:
-            if make_plan(desired, observe_all(desired, hosts)).observed_fingerprint != plan.observed_fingerprint:
+            if observed_fingerprint(observe_all(desired, hosts)) != plan.observed_fingerprint:
                 raise click.ClickException("the containers on the hosts changed while the plan was shown; "
                                            "nothing was applied: run gitops apply again")
             started = time.time()
@@ -271,11 +271,9 @@ def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, res
     try:
         store = StateStore(_state_dir(state_dir))
         pass_id = store.begin_pass("apply", now=started)
-        services = {name: str(o.status) for name, o in result.services.items()}
-        problems = result.errors + [f"{o.service}: {o.status}: {o.message}" for o in result.services.values()
-                                    if o.status != "converged"]
+        services = result.service_statuses()
         store.finish_pass(pass_id, revision=desired.revision, outcome="converged" if result.ok else "failed",
-                          summary=plan.summary(), services=services, error="; ".join(problems))
+                          summary=plan.summary(), services=services, error="; ".join(result.problems()))
         store.record_good({s.name: s.spec_hash for s in desired.services
                            if services.get(s.name, "converged") == "converged"}, desired.revision)
     except StateError as exc:

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -111,26 +111,6 @@ def lease_name(project: str) -> str:
     return f"gitops-lease-{project}"
 
 
-def _holder_is_dead(holder: str) -> bool:
-    """True when the holder ('machine:pid:nonce') ran on this machine and its process is gone.
-
-    A holder on another machine cannot be checked: its lease lapses when its TTL runs out.
-    """
-    import socket
-
-    machine, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if machine != socket.gethostname() or not pid_text.isdigit():
-        return False
-    try:
-        os.kill(int(pid_text), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 class _LeaseOps:
     """Lease primitives on one host, mixed into DockerHost.
 
@@ -143,10 +123,11 @@ class _LeaseOps:
 
     name: str
     client: docker.APIClient
+    _call: Callable[..., Any]
 
     def _lease_image(self) -> None:
         try:
-            self._call("inspect lease image", self.client.inspect_image, LEASE_IMAGE)  # type: ignore[attr-defined]
+            self._call("inspect lease image", self.client.inspect_image, LEASE_IMAGE)
         except docker.errors.NotFound:
             import io
             import tarfile
@@ -156,16 +137,17 @@ class _LeaseOps:
                 info = tarfile.TarInfo("lease")
                 tar.addfile(info, io.BytesIO(b""))
             repo, _, tag = LEASE_IMAGE.partition(":")
-            self._call("import lease image", self.client.import_image_from_data,  # type: ignore[attr-defined]
+            self._call("import lease image", self.client.import_image_from_data,
                        buf.getvalue(), repository=repo, tag=tag)
 
-    def lease_acquire(self, project: str, holder: str, ttl: float, now: float) -> LeaseState:
+    def lease_acquire(self, project: str, holder: str, ttl: float, now: float, *,
+                      holder_gone: Callable[[str], bool] = lambda holder: False) -> LeaseState:
         self._lease_image()
         name = lease_name(project)
         expiry = int(now + ttl)
         for _ in range(2):
             try:
-                self._call(f"create lease {name}", self.client.create_container,  # type: ignore[attr-defined]
+                self._call(f"create lease {name}", self.client.create_container,
                            LEASE_IMAGE, command=["/lease"], name=name,
                            labels={LABEL_PROJECT: project, LABEL_KIND: "lease", LABEL_LEASE_HOLDER: holder},
                            host_config=self.client.create_host_config(
@@ -175,7 +157,7 @@ class _LeaseOps:
                 if "Conflict" not in str(exc) and "already in use" not in str(exc):
                     raise
             try:
-                info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+                info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
             except docker.errors.NotFound:
                 continue  # released meanwhile: try again
             labels = (info.get("Config") or {}).get("Labels") or {}
@@ -186,29 +168,29 @@ class _LeaseOps:
             if current == holder:
                 self.lease_renew(project, holder, ttl, now)
                 return LeaseState(True, holder, expiry)
-            if until > now and not _holder_is_dead(current):
+            if until > now and not holder_gone(current):
                 return LeaseState(False, current, until)
             with contextlib.suppress(docker.errors.NotFound):  # expired: take it over, by the id we saw
-                self._call(f"remove expired lease {name}", self.client.remove_container,  # type: ignore[attr-defined]
+                self._call(f"remove expired lease {name}", self.client.remove_container,
                            info["Id"], force=True)
-        info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+        info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
         labels = (info.get("Config") or {}).get("Labels") or {}
         until = float(((info.get("HostConfig") or {}).get("RestartPolicy") or {}).get("MaximumRetryCount") or 0)
         return LeaseState(False, labels.get(LABEL_LEASE_HOLDER, ""), until)
 
     def lease_renew(self, project: str, holder: str, ttl: float, now: float) -> None:
-        self._call("renew lease", self.client.update_container, lease_name(project),  # type: ignore[attr-defined]
+        self._call("renew lease", self.client.update_container, lease_name(project),
                    restart_policy={"Name": "on-failure", "MaximumRetryCount": int(now + ttl)})
 
     def lease_release(self, project: str, holder: str) -> None:
         name = lease_name(project)
         try:
-            info = self._call(f"inspect lease {name}", self.client.inspect_container, name)  # type: ignore[attr-defined]
+            info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
         except docker.errors.NotFound:
             return
         if ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_LEASE_HOLDER) == holder:
             with contextlib.suppress(docker.errors.NotFound):
-                self._call(f"release lease {name}", self.client.remove_container,  # type: ignore[attr-defined]
+                self._call(f"release lease {name}", self.client.remove_container,
                            info["Id"], force=True)
 
 

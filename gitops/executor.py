@@ -62,6 +62,14 @@ class ApplyResult:
     def ok(self) -> bool:
         return not self.errors and all(r.status in ("done", "unchanged") for r in self.steps.values())
 
+    def service_statuses(self) -> dict[str, str]:
+        return {name: str(o.status) for name, o in self.services.items()}
+
+    def problems(self) -> list[str]:
+        """Every error and every service that did not converge, one line each."""
+        return self.errors + [f"{o.service}: {o.status}: {o.message}" for o in self.services.values()
+                              if o.status != "converged"]
+
 
 class _InstanceFailed(Exception):
     def __init__(self, record: _Done, message: str, *, logs: str = "", detail: str = "",

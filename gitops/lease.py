@@ -16,12 +16,24 @@ import uuid
 from collections.abc import Callable
 
 from gitops.docker_host import DockerHost, HostError, LeaseState
+from gitops.process import pid_alive
 
 DEFAULT_TTL = 300.0
 
 
 def new_holder() -> str:
+    """Who holds a lease: 'machine:pid:nonce'."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def holder_gone(holder: str) -> bool:
+    """True when the holder ran on this machine and its process is gone (its lease is dead now).
+
+    A holder on another machine cannot be checked: its lease lapses when its TTL runs out.
+    """
+    machine, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return machine == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid))
 
 
 class Lease:
@@ -39,7 +51,7 @@ class Lease:
     def acquire(self) -> LeaseState:
         """Take the lease on every host, or none of them. Returns who holds it when it is not ours."""
         for host in self.hosts:
-            state = host.lease_acquire(self.project, self.holder, self.ttl, self.clock())
+            state = host.lease_acquire(self.project, self.holder, self.ttl, self.clock(), holder_gone=holder_gone)
             if not state.acquired:
                 self.release()
                 return state

@@ -235,15 +235,14 @@ class Reconciler:
                 self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
             finally:
                 lease.release()
-        services: dict[str, str] = {name: str(o.status) for name, o in applied.services.items()}
+        services = applied.service_statuses()
         good = {s.name for s in desired.services if services.get(s.name, "converged") == "converged"}
         self._record_good(desired, revision, good)
         if applied.ok:
             self._safe(lambda: self.state.mark_good(revision))
             return PassResult("converged", revision, "converged", plan=the_plan, apply=applied, services=services,
                               drifted=drifted, crash_looping=looping)
-        problems = applied.errors + [f"{o.service}: {o.status}: {o.message}" for o in applied.services.values()
-                                     if o.status != "converged"]
+        problems = applied.problems()
         # Only the commit's own failures (health checks, refused specs) block it from being retried; a host
         # that failed under it (unreachable, restarting) is retried on the next pass.
         own_fault = [o for o in applied.services.values()

@@ -163,18 +163,19 @@ class GitSource:
         repo.git.update_environment(**_git_env())
         return repo
 
-    def fetch(self) -> Checkout:
-        """Fetch the ref and return an immutable checkout of the commit it points to."""
+    def fetch(self, ref: str | None = None) -> Checkout:
+        """Fetch the ref (by default the tracked one) and return an immutable checkout of its commit."""
         import git
 
+        ref = check_ref(ref) if ref is not None else self.ref
         with self._lock:
             repo = self._repo()
             target = "refs/gitops/target"
-            refspec = f"+{self.ref}:{target}" if not SHA_RE.match(self.ref) else self.ref
+            refspec = f"+{ref}:{target}" if not SHA_RE.match(ref) else ref
             watcher = _SizeWatch(self.mirror, self.max_bytes)
             watcher.start()
             try:
-                depth = [] if SHA_RE.match(self.ref) and len(self.ref) < 40 else ["--depth=1"]
+                depth = [] if SHA_RE.match(ref) and len(ref) < 40 else ["--depth=1"]
                 repo.git.fetch("origin", refspec, *depth, "--no-tags", kill_after_timeout=self.timeout)
             except git.GitCommandError as exc:
                 if watcher.exceeded:
@@ -182,15 +183,15 @@ class GitSource:
                                       f"{self.max_bytes // (1024 * 1024)} MiB") from None
                 detail = redact((exc.stderr or str(exc)).strip().splitlines()[-1] if (exc.stderr or "").strip()
                                 else f"git exited with {exc.status}")
-                if exc.status == -9 or "timeout" in detail.lower() or exc.status is None:
-                    detail = f"no answer within {self.timeout:g}s" if not detail or exc.status == -9 else detail
-                raise SourceError(f"cannot fetch {self.ref} from {self.display_url}: {detail}") from None
+                if exc.status == -9:  # killed at the timeout
+                    detail = f"no answer within {self.timeout:g}s"
+                raise SourceError(f"cannot fetch {ref} from {self.display_url}: {detail}") from None
             finally:
                 watcher.stop()
             try:
-                commit = repo.rev_parse("FETCH_HEAD" if SHA_RE.match(self.ref) else target).hexsha
+                commit = repo.rev_parse("FETCH_HEAD" if SHA_RE.match(ref) else target).hexsha
             except (git.BadName, ValueError) as exc:
-                raise SourceError(f"{self.ref} not found in {self.display_url}", temporary=False) from exc
+                raise SourceError(f"{ref} not found in {self.display_url}", temporary=False) from exc
             return self.checkout(commit)
 
     def checkout(self, commit: str) -> Checkout:
@@ -238,10 +239,7 @@ class GitSource:
         if SHA_RE.match(commit_or_ref) and self.has_commit(commit_or_ref):
             full = self._repo().rev_parse(commit_or_ref).hexsha
             return self.checkout(full)
-        other = GitSource(self.url, commit_or_ref, subdir=self.subdir, cache_dir=self.dir.parent,
-                          timeout=self.timeout, max_bytes=self.max_bytes)
-        other._lock = self._lock
-        return other.fetch()
+        return self.fetch(commit_or_ref)
 
     def _prune_checkouts(self, *, keep: Path) -> None:
         entries = sorted((p for p in self.checkouts.iterdir() if p.is_dir() and not p.name.startswith(".")),

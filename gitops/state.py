@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitops.process import pid_alive
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS passes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -105,16 +107,6 @@ class FailedRevision:
     error: str
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "gitops"
@@ -167,7 +159,7 @@ class StateStore:
         with self._tx() as db:
             # A pass still 'running' whose process is gone was killed mid-way: say so in the history.
             for pass_id, pid in db.execute("SELECT id, pid FROM passes WHERE outcome='running'").fetchall():
-                if pid and not _alive(pid):
+                if pid and not pid_alive(pid):
                     db.execute("UPDATE passes SET outcome='interrupted', error=? WHERE id=?",
                                ("the reconciler stopped during this pass (killed or crashed)", pass_id))
             cur = db.execute("INSERT INTO passes (started_at, trigger, pid) VALUES (?, ?, ?)",
