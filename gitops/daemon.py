@@ -72,7 +72,6 @@ class Daemon:
         self.metrics = metrics or Metrics()
         self.passes = 0
         self.log = get_logger(component="daemon")
-        self._heartbeat = time.monotonic()
         self._ready = threading.Event()
         self._worker_alive = False
         self._signals = 0
@@ -113,7 +112,6 @@ class Daemon:
                 if taken is None:
                     break
                 triggers, force = taken
-                self._heartbeat = time.monotonic()
                 self.run_pass(",".join(triggers), force=force)
                 self._ready.set()
                 self.after_pass()

@@ -34,8 +34,6 @@ from gitops.planner import PlanError, PlanOptions, plan
 from gitops.source import Checkout, SourceError, revision_of
 from gitops.state import StateError, StateStore
 
-OUTCOMES = ("converged", "no_changes", "failed", "invalid", "source_unavailable", "skipped", "error")
-
 
 class Source(Protocol):
     display_url: str

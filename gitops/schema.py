@@ -42,11 +42,6 @@ def validator_for(kind: str) -> Draft202012Validator:
     return Draft202012Validator(schema, registry=_registry())
 
 
-def schema_for(kind: str) -> dict[str, Any]:
-    schema: dict[str, Any] = validator_for(kind).schema
-    return schema
-
-
 def format_path(path: Iterable[str | int]) -> str:
     out = ""
     for part in path:

@@ -37,14 +37,3 @@ def parse_size(value: str | int) -> int:
         return int(number)
     base = 1024 if unit.endswith("i") else 1000
     return int(number * base ** _SIZE_POWERS[unit[0].lower()])
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1 and seconds != 0:
-        return f"{round(seconds * 1000)}ms"
-    minutes, secs = divmod(seconds, 60)
-    if minutes and not secs:
-        return f"{int(minutes)}m"
-    if minutes:
-        return f"{int(minutes)}m{secs:g}s"
-    return f"{secs:g}s"
