@@ -7,7 +7,8 @@ Scenarios, each for N one-replica services (image local/web, init on, no health 
 variant does the same Docker work):
   create   from nothing            raw: thread pool of create+start
   update   image 1 -> 2            raw: thread pool of create+start new, remove old (parallelism = replicas)
-  noop     nothing changed         full pass (load, observe, plan) and the list calls it made per host
+  noop     nothing changed         full pass (load, observe, plan, record) and the list calls it made per host
+Every gitops figure is a whole pass as `gitops sync` runs it: lease, state store and re-observation included.
   plan     2,000 services x 50 hosts, synthetic observed state, pure planner only
 Targets (issue 3): create <= 1.2x raw and faster than compose; noop <= 0.3 s with one list call per host;
 update <= 1.3x raw; plan < 1 s. The median of --rounds runs is reported.
@@ -31,8 +32,6 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitops.executor import Executor, observe_all, open_hosts  # noqa: E402
-from gitops.loading import load_repo  # noqa: E402
 from gitops.model import (  # noqa: E402
     DesiredState,
     HostSpec,
@@ -41,6 +40,8 @@ from gitops.model import (  # noqa: E402
     UpdatePolicy,
 )
 from gitops.planner import plan  # noqa: E402
+from gitops.reconciler import LocalSource, Reconciler  # noqa: E402
+from gitops.state import StateStore  # noqa: E402
 from gitops.testing import converged  # noqa: E402
 
 WORKERS = 8
@@ -54,15 +55,15 @@ def write_repo(root: Path, project: str, n: int, image: str) -> None:
     (root / "services.yaml").write_text("---\n".join(docs))
 
 
-def gitops_pass(root: Path) -> tuple[float, bool]:
+def gitops_pass(root: Path, state: Path) -> tuple[float, bool]:
+    """One real pass, as `gitops sync` and the daemon run it: load, observe, plan, lease, apply, record."""
     started = time.perf_counter()
-    desired = load_repo(root, revision="bench").desired
-    assert desired is not None
-    with open_hosts(desired) as hosts:
-        observed = observe_all(desired, hosts)
-        the_plan = plan(desired, observed)
-        ok = Executor(desired, hosts, concurrency=WORKERS).apply(the_plan).ok if the_plan.has_changes else True
-    return time.perf_counter() - started, ok
+    store = StateStore(state)
+    try:
+        result = Reconciler(LocalSource(root), store, concurrency=WORKERS).run_pass("bench")
+    finally:
+        store.close()
+    return time.perf_counter() - started, result.ok
 
 
 def purge(client: docker.DockerClient, label: str) -> None:
@@ -202,15 +203,16 @@ def main() -> int:
             root = Path(tmp) / "repo"
             try:
                 write_repo(root, project, n, "local/web:1")
-                t, ok = gitops_pass(root)
+                state = Path(tmp) / "state"
+                t, ok = gitops_pass(root, state)
                 assert ok, "gitops create failed"
                 rows["gitops_create"].append(t)
                 with CallCounter() as counter:
-                    t, ok = gitops_pass(root)
+                    t, ok = gitops_pass(root, state)
                 rows["gitops_noop"].append(t)
                 list_calls = counter.calls
                 write_repo(root, project, n, "local/web:2")
-                t, ok = gitops_pass(root)
+                t, ok = gitops_pass(root, state)
                 assert ok, "gitops update failed"
                 rows["gitops_update"].append(t)
             finally:
