@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import service
 from tests.daemonutil import DaemonProcess
+from tests.dockerutil import project_containers
 
 pytestmark = pytest.mark.docker
 
@@ -26,7 +27,7 @@ def write(folder: Path, project: str, body: str) -> Path:
 
 def mine(client, project: str, *, all: bool = True) -> list:
     """The project's managed containers (not its lease)."""
-    return client.containers.list(all=all, filters={"label": [f"io.gitops.project={project}", "io.gitops.managed=true"]})
+    return project_containers(client, project, "io.gitops.managed=true", all=all)
 
 
 def test_stopped_removed_and_replaced_containers_are_put_back(tmp_path, docker_client, project_name) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import service
 from tests.daemonutil import DaemonProcess
+from tests.dockerutil import project_containers
 from tests.gitutil import Remote
 
 pytestmark = pytest.mark.docker
@@ -32,11 +33,11 @@ def remote(tmp_path: Path, project_name: str) -> Remote:
 
 
 def images(client, project: str) -> list[str]:
-    return sorted(c.image.tags[0] for c in client.containers.list(all=True, filters={"label": f"io.gitops.project={project}"}))
+    return sorted(c.image.tags[0] for c in project_containers(client, project, all=True))
 
 
 def ids(client, project: str) -> list[str]:
-    return sorted(c.id for c in client.containers.list(all=True, filters={"label": f"io.gitops.project={project}"}))
+    return sorted(c.id for c in project_containers(client, project, all=True))
 
 
 def test_push_and_signed_webhook_converge(tmp_path, remote, docker_client, project_name) -> None:
