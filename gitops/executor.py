@@ -2,7 +2,9 @@
 
 Steps are grouped into units: one per network/volume step, one per service (all its instances on
 all hosts), one per undeclared service being pruned. A unit starts when every unit it depends on
-has succeeded; a unit whose dependency failed is skipped. Independent units run in parallel.
+has succeeded, except that a service depending on another with ``condition: started`` (the default)
+only waits until every instance of that service is running, not for its health gates. A unit whose
+dependency failed before it got that far is skipped. Independent units run in parallel.
 
 A service unit:
 1. makes sure the image is on each host it needs (pull policy);
@@ -16,10 +18,11 @@ A service unit:
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -82,6 +85,24 @@ class _InstanceFailed(Exception):
         self.temporary = temporary
 
 
+class _Countdown:
+    """Calls ``fn`` once, when it has been ticked ``n`` times (at once when ``n`` is 0). Thread-safe."""
+
+    def __init__(self, n: int, fn: Callable[[], None]) -> None:
+        self._left = n
+        self._fn = fn
+        self._lock = threading.Lock()
+        if n == 0:
+            fn()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            fire = self._left == 0
+        if fire:
+            self._fn()
+
+
 @dataclass
 class _Done:
     """What one instance's ops did, so they can be undone."""
@@ -121,31 +142,45 @@ class Executor:
         for step in plan.steps:
             if step.action == "noop":
                 result.steps[step.id] = StepResult("unchanged")
-        state: dict[str, str] = {}  # unit -> ok | failed
+        levels = self._levels(unit_deps)
+        # Units report "started" (every instance running) and then "ok" or "failed" through one queue.
+        messages: queue.Queue[tuple[str, str]] = queue.Queue()
+        reached: set[str] = set()  # units whose instances are all running
+        final: dict[str, str] = {}  # unit -> ok | failed
+        pending = set(units)
+        in_flight = 0
+
+        def run(unit: str) -> None:
+            try:
+                ok = self._run_unit(unit, units[unit], result, lambda: messages.put((unit, "started")))
+            except Exception as exc:  # noqa: BLE001 - a bug must not leave other units hanging
+                ok = False
+                with self._lock:
+                    result.errors.append(f"{unit}: internal error: {exc!r}")
+            messages.put((unit, "ok" if ok else "failed"))
+
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gitops-unit") as pool:
-            running: dict[Future[bool], str] = {}
-            pending = set(units)
-            while pending or running:
+            while pending or in_flight:
                 for unit in sorted(pending):
-                    deps = unit_deps[unit]
-                    if any(state.get(d) == "failed" for d in deps):
+                    verdict, blockers = self._readiness(levels[unit], reached, final)
+                    if verdict == "skip":
                         pending.discard(unit)
-                        state[unit] = "failed"
-                        failed = sorted(d for d in deps if state.get(d) == "failed")
-                        self._skip(units[unit], result, f"skipped: {', '.join(failed)} failed")
-                    elif all(state.get(d) == "ok" for d in deps):
+                        final[unit] = "failed"
+                        self._skip(units[unit], result, f"skipped: {', '.join(blockers)} failed")
+                    elif verdict == "go":
                         pending.discard(unit)
-                        running[pool.submit(self._run_unit, unit, units[unit], result)] = unit
-                if not running:
-                    continue
-                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in done:
-                    unit = running.pop(future)
-                    try:
-                        state[unit] = "ok" if future.result() else "failed"
-                    except Exception as exc:  # noqa: BLE001 - a bug must not leave other units hanging
-                        state[unit] = "failed"
-                        result.errors.append(f"{unit}: internal error: {exc!r}")
+                        in_flight += 1
+                        pool.submit(run, unit)
+                if not in_flight:
+                    if pending:  # cannot happen with an acyclic plan; never wait forever on it
+                        result.errors.append(f"units never became ready: {', '.join(sorted(pending))}")
+                    break
+                unit, message = messages.get()
+                if message == "started":
+                    reached.add(unit)
+                else:
+                    in_flight -= 1
+                    final[unit] = message
         self._ops_pool.shutdown(wait=True)
         result.seconds = time.monotonic() - started
         return result
@@ -169,6 +204,29 @@ class Executor:
                 deps[unit] |= {unit_of[d] for d in step.depends_on if d in unit_of and unit_of[d] != unit}
         return units, deps
 
+    def _levels(self, unit_deps: dict[str, set[str]]) -> dict[str, dict[str, str]]:
+        """For each unit, what it needs of each unit it depends on: "started" or "ok" (finished)."""
+        declared = {s.name: s for s in self.desired.services}
+        levels: dict[str, dict[str, str]] = {}
+        for unit, deps in unit_deps.items():
+            levels[unit] = {}
+            svc = declared.get(unit.removeprefix("service ")) if unit.startswith("service ") else None
+            for dep in deps:
+                conditions = {d.condition for d in svc.depends_on
+                              if f"service {d.service}" == dep} if svc is not None else set()
+                levels[unit][dep] = "started" if conditions == {"started"} else "ok"
+        return levels
+
+    @staticmethod
+    def _readiness(needs: dict[str, str], reached: set[str], final: dict[str, str]) -> tuple[str, list[str]]:
+        """("go" | "wait" | "skip", the dependencies that failed)."""
+        met = [d for d, level in needs.items() if final.get(d) == "ok" or (level == "started" and d in reached)]
+        failed = sorted(d.removeprefix("service ") for d, level in needs.items()
+                        if final.get(d) == "failed" and not (level == "started" and d in reached))
+        if failed:
+            return "skip", failed
+        return ("go" if len(met) == len(needs) else "wait"), []
+
     def _skip(self, steps: list[Step], result: ApplyResult, message: str) -> None:
         for step in steps:
             result.steps[step.id] = StepResult("skipped", message)
@@ -177,9 +235,9 @@ class Executor:
         for name in names:
             result.services[name] = ServiceOutcome(name, "skipped", message)
 
-    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult) -> bool:
+    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult, started: Callable[[], None]) -> bool:
         if unit.startswith("service "):
-            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result)
+            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result, started)
         if unit.startswith("prune "):
             return self._removals(steps, result)
         return self._infra(steps[0], result)
@@ -240,7 +298,8 @@ class Executor:
             return 10.0
 
     # -- services -----------------------------------------------------------------------------------------
-    def _service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult) -> bool:
+    def _service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult,
+                 all_running: Callable[[], None]) -> bool:
         started = time.monotonic()
         creates = [s for s in steps if s.action == "create"]
         updates = sorted((s for s in steps if s.action == "update"), key=lambda s: (s.slot or 0, s.host))
@@ -265,8 +324,9 @@ class Executor:
 
         done: list[_Done] = []
         failure: _InstanceFailed | None = None
-        # 2. new instances: nothing to protect, so all at once
-        batch_results = self._batch(svc, creates)
+        # 2. new instances: nothing to protect, so all at once. Once all of them run (existing instances
+        # already do), dependents that only need this service started may go.
+        batch_results = self._batch(svc, creates, on_started=_Countdown(len(creates), all_running))
         for item in batch_results:
             if isinstance(item, _InstanceFailed):
                 failure = failure or item
@@ -299,8 +359,9 @@ class Executor:
         result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
         return ok
 
-    def _batch(self, svc: ServiceSpec, steps: list[Step]) -> list[_Done | _InstanceFailed]:
-        futures = [self._ops_pool.submit(self._instance, svc, step) for step in steps]
+    def _batch(self, svc: ServiceSpec, steps: list[Step],
+               on_started: Callable[[], None] = lambda: None) -> list[_Done | _InstanceFailed]:
+        futures = [self._ops_pool.submit(self._instance, svc, step, on_started) for step in steps]
         out: list[_Done | _InstanceFailed] = []
         for future in futures:
             error = future.exception()
@@ -312,7 +373,7 @@ class Executor:
                 out.append(future.result())
         return out
 
-    def _instance(self, svc: ServiceSpec, step: Step) -> _Done:
+    def _instance(self, svc: ServiceSpec, step: Step, on_started: Callable[[], None]) -> _Done:
         host = self.hosts[step.host]
         record = _Done(step)
         current = ""
@@ -333,6 +394,7 @@ class Executor:
                     host.start(ref)
                     current = op.container
                     failpoint("after_start")
+                    on_started()
                 elif op.kind == "wait_healthy":
                     wait_healthy(host, ref, svc, cancel=self.cancel)
                 elif op.kind == "stop":

@@ -134,26 +134,39 @@ def test_failure_action_pause_stops_and_reports(deploy, docker_client, project_n
 
 
 def test_dependents_are_skipped_unrelated_services_converge(deploy, docker_client, project_name) -> None:
+    """base starts but fails its health gate; ghost never starts (its image is missing)."""
     files = {
         **web(V1_ONLY, image="local/web:2", name="base"),
-        "child.yaml": service("child", FAST + "dependsOn: [base]"),
+        "child.yaml": service("child", FAST + "dependsOn: [{service: base, condition: healthy}]"),
+        "loose.yaml": service("loose", FAST + "dependsOn: [base]"),  # condition: started
+        "ghost.yaml": service("ghost", FAST + "pullPolicy: never", image="local/missing:1"),
+        "ghostchild.yaml": service("ghostchild", FAST + "dependsOn: [{service: ghost, condition: started}]"),
         "other.yaml": service("other", FAST),
     }
     result = deploy(files).result
     assert result is not None and not result.ok
     assert result.services["base"].status == "failed"
+    assert result.services["ghost"].status == "failed"
     assert result.services["child"].status == "skipped"
+    assert result.services["child"].message == "skipped: base failed"
+    assert result.services["ghostchild"].status == "skipped"
+    assert result.services["ghostchild"].message == "skipped: ghost failed"
+    # base did start, and loose only asked for that
+    assert result.services["loose"].status == "converged"
+    assert [c.labels["io.gitops.service"] for c in running(docker_client, project_name, "loose")] == ["loose"]
     assert [c.labels["io.gitops.service"] for c in running(docker_client, project_name, "other")] == ["other"]
     assert running(docker_client, project_name, "child") == []
+    assert running(docker_client, project_name, "ghostchild") == []
 
 
 def test_dependency_waves_are_honoured(deploy, docker_client, project_name) -> None:
-    """api waits for db to be healthy (db needs ~1 s); web waits only for api to start."""
+    """api waits for db to be healthy (db needs ~1 s); worker and web only wait for a start."""
     slow = "command: ['sh', '-c', 'sleep 1; touch /tmp/ready; exec httpd -f -p 8080 -h /www']\n" \
            "healthcheck: {exec: ['test', '-f', '/tmp/ready'], interval: 200ms, retries: 10}"
     files = {
         "db.yaml": service("db", FAST + slow),
         "api.yaml": service("api", FAST + "dependsOn: [{service: db, condition: healthy}]"),
+        "worker.yaml": service("worker", FAST + "dependsOn: [{service: db, condition: started}]"),
         "web.yaml": service("web", FAST + "dependsOn: [api]"),
     }
     assert deploy(files).result.ok
@@ -163,6 +176,7 @@ def test_dependency_waves_are_honoured(deploy, docker_client, project_name) -> N
         return datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26]).timestamp()
 
     assert started("api") >= started("db") + 1.0
+    assert started("db") <= started("worker") < started("db") + 1.0  # before db could be healthy
     assert started("web") >= started("api")
 
 
