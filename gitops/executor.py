@@ -411,7 +411,7 @@ class Executor:
         except HealthFailure as exc:
             ref = record.refs.get(current, current)
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=host.logs(ref),
-                                  detail=exc.detail) from exc
+                                  detail=exc.detail, temporary=exc.external) from exc
         except HostError as exc:
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", temporary=exc.temporary) from exc
         return record

@@ -22,11 +22,21 @@ from gitops.model import HealthCheck, ServiceSpec
 
 
 class HealthFailure(Exception):
-    """The container did not become healthy; ``detail`` holds the health-check output."""
+    """The container did not become healthy; ``detail`` holds the health-check output.
 
-    def __init__(self, message: str, detail: str = "") -> None:
+    ``external`` says the container did not fail by itself: it was stopped by a signal from outside
+    (its engine shutting down, someone's ``docker stop``) while the gate waited, so the spec is not
+    to blame and a later pass may well succeed.
+    """
+
+    def __init__(self, message: str, detail: str = "", *, external: bool = False) -> None:
         super().__init__(message)
         self.detail = detail
+        self.external = external
+
+
+# 128 + SIGTERM / SIGKILL: how a container ends when it is stopped rather than exiting on its own.
+STOPPED_EXIT_CODES = (143, 137)
 
 
 class Inspector(Protocol):
@@ -101,8 +111,11 @@ def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threadi
         state = info.get("State") or {}
         status = state.get("Status", "")
         if status in ("exited", "dead") or (status == "restarting"):
-            raise HealthFailure(f"container {status} (exit code {state.get('ExitCode')})",
-                                _health_output(state))
+            stopped = state.get("ExitCode") in STOPPED_EXIT_CODES and not state.get("OOMKilled")
+            raise HealthFailure(f"container {status} (exit code {state.get('ExitCode')}"
+                                + (", stopped from outside gitops" if stopped else "")
+                                + (", killed: out of memory" if state.get("OOMKilled") else "") + ")",
+                                _health_output(state), external=stopped)
         healthy = False
         if hc is None:
             healthy = status == "running"

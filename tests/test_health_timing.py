@@ -53,14 +53,27 @@ def test_min_healthy_time_resets_when_health_drops() -> None:
     assert waited >= 1.0 and host.calls > 10
 
 
-def test_exited_container_fails_at_once_with_its_exit_code() -> None:
-    host = FakeHost([{"Status": "exited", "ExitCode": 3}])
+def _failure(state: dict) -> HealthFailure:
     try:
-        wait_healthy(host, "x", svc(None, min_healthy_time=1.0), clock=Clock())
+        wait_healthy(FakeHost([state]), "x", svc(None, min_healthy_time=1.0), clock=Clock())
     except HealthFailure as exc:
-        assert str(exc) == "container exited (exit code 3)"
-    else:
-        raise AssertionError("an exited container passed the health gate")
+        return exc
+    raise AssertionError("an exited container passed the health gate")
+
+
+def test_exited_container_fails_at_once_with_its_exit_code() -> None:
+    failure = _failure({"Status": "exited", "ExitCode": 3})
+    assert str(failure) == "container exited (exit code 3)" and not failure.external
+
+
+def test_a_container_stopped_from_outside_is_not_the_specs_fault() -> None:
+    """SIGTERM or SIGKILL from outside (its engine shutting down, a docker stop) is not held against the
+    commit; being killed for running out of memory is."""
+    stopped = _failure({"Status": "exited", "ExitCode": 143})
+    assert str(stopped) == "container exited (exit code 143, stopped from outside gitops)" and stopped.external
+    assert _failure({"Status": "exited", "ExitCode": 137}).external
+    oom = _failure({"Status": "exited", "ExitCode": 137, "OOMKilled": True})
+    assert str(oom) == "container exited (exit code 137, killed: out of memory)" and not oom.external
 
 
 def test_unhealthy_reports_the_last_check_output() -> None:
