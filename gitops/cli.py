@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -28,6 +30,8 @@ from gitops.progress import print_outcome, run_with_progress
 from gitops.reconciler import LocalSource, PassResult, Reconciler
 from gitops.source import Checkout, GitSource, SourceError, revision_of
 from gitops.state import StateError, StateStore, default_state_dir
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # also: any error for plan/apply
@@ -95,8 +99,36 @@ def _load_or_exit(path: Path) -> DesiredState:
     return outcome.desired
 
 
-def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool) -> Plan:
-    observed = observe_all(desired, hosts)
+def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Path | None) -> ObservedState:
+    """Observe the hosts, trusting the containers the state store knows as declared; the others are
+    inspected once (settings changed by hand) and remembered when they are as declared."""
+    try:
+        trusted = _with_store(state_dir, lambda store: store.trusted_containers())
+    except StateError:
+        trusted = {}
+    verified: dict[str, str] = {}
+    observed = observe_all(desired, hosts, trusted=trusted, verified=verified)
+    _trust(state_dir, verified)
+    return observed
+
+
+def _trust(state_dir: Path | None, ids: dict[str, str]) -> None:
+    if ids:
+        with contextlib.suppress(StateError):  # only a cache: without it, the next look inspects again
+            _with_store(state_dir, lambda store: store.trust_containers(ids))
+
+
+def _with_store(state_dir: Path | None, use: Callable[[StateStore], T]) -> T:
+    store = StateStore(_state_dir(state_dir))
+    try:
+        return use(store)
+    finally:
+        store.close()
+
+
+def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool,
+               state_dir: Path | None) -> Plan:
+    observed = _observe(desired, hosts, state_dir)
     try:
         return make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
     except PlanError as exc:
@@ -195,7 +227,7 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
             raise click.ClickException(str(exc)) from exc
     else:
         with open_hosts(desired) as hosts:
-            plan = _make_plan(desired, hosts, allow_empty)
+            plan = _make_plan(desired, hosts, allow_empty, state_dir)
     if out is not None:
         out.write_text(plan.to_json())
     if fmt == "json":
@@ -227,7 +259,7 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
     """
     desired = _load_or_exit(path)
     with open_hosts(desired) as hosts:
-        plan = _make_plan(desired, hosts, allow_empty)
+        plan = _make_plan(desired, hosts, allow_empty, state_dir)
         if plan_file is not None:
             saved = _read_saved_plan(plan_file)
             if saved.desired_fingerprint != plan.desired_fingerprint:
@@ -253,13 +285,15 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             raise click.ClickException(f"another reconciler ({held.holder}) is applying to these hosts; try again "
                                        "when it is done")
         try:
-            if observed_fingerprint(observe_all(desired, hosts)) != plan.observed_fingerprint:
+            if observed_fingerprint(_observe(desired, hosts, state_dir)) != plan.observed_fingerprint:
                 raise click.ClickException("the containers on the hosts changed while the plan was shown; "
                                            "nothing was applied: run gitops apply again")
             started = time.time()
-            result = run_with_progress(Executor(desired, hosts, concurrency=concurrency), plan)
+            executor = Executor(desired, hosts, concurrency=concurrency)
+            result = run_with_progress(executor, plan)
         finally:
             lease.release()
+        _trust(state_dir, executor.created)  # what this apply made needs no inspect next time
     print_outcome(result)
     _record_apply(state_dir, desired, plan, result, started)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
@@ -441,7 +475,7 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
     else:
         desired = _load_or_exit(path or Path("."))
     with open_hosts(desired) as hosts:
-        observed = observe_all(desired, hosts)
+        observed = _observe(desired, hosts, state_dir)
     passes = state.passes(limit=1)
     try:
         pending = make_plan(desired, observed, options=PlanOptions(allow_empty=True))

@@ -46,6 +46,7 @@ from gitops.model import (
     container_name,
     object_name,
 )
+from gitops.settings_drift import differences
 
 API_VERSION = "auto"  # negotiate: Debian's engine 20.10 speaks 1.41, newer engines more
 MIN_API_VERSION = "1.41"
@@ -321,7 +322,7 @@ class DockerHost(_LeaseOps):
                        for v in items), key=lambda o: o.docker_name)
 
     def container_events(self, project: str, stop: threading.Event) -> Iterable[dict[str, Any]]:
-        """Lifecycle events (die, stop, kill, destroy, oom) of the project's containers, until ``stop`` is set.
+        """Lifecycle events (start, die, stop, kill, destroy, oom) of the project's containers, until ``stop``.
 
         Raises HostError when the stream cannot be opened or breaks; the caller reconnects.
         """
@@ -329,7 +330,7 @@ class DockerHost(_LeaseOps):
         try:
             stream = self._call("watch events", client.events, decode=True, filters={
                 "type": ["container"], "label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"],
-                "event": ["die", "stop", "kill", "destroy", "oom"]})
+                "event": ["start", "die", "stop", "kill", "destroy", "oom"]})
             try:
                 for event in stream:
                     if stop.is_set():
@@ -377,7 +378,12 @@ class DockerHost(_LeaseOps):
     def ownership_labels(self, project: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_PROJECT: project}
 
-    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str) -> str:
+    def container_request(self, project: str, svc: ServiceSpec, slot: int,
+                          revision: str) -> tuple[dict[str, Any], list[tuple[str, list[str]]]]:
+        """The create_container arguments for one instance, and the further networks (name, aliases) to join.
+
+        One place for both creating a container and checking one against its spec (settings_drift).
+        """
         name = container_name(project, svc.name, slot, svc.spec_hash)
         labels = dict(svc.labels)
         labels.update(self.ownership_labels(project))
@@ -421,27 +427,53 @@ class DockerHost(_LeaseOps):
         if hc is not None and hc.kind == "exec":
             healthcheck = {"test": list(hc.command), "interval": int(hc.interval * NS), "timeout": int(hc.timeout * NS),
                            "retries": hc.retries, "start_period": int(hc.start_period * NS)}
+        request = dict(
+            image=svc.image, command=list(svc.command) if svc.command is not None else None,
+            entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
+            environment=[f"{e.name}={e.value}" for e in svc.env] or None,
+            working_dir=svc.working_dir or None, user=svc.user or None, hostname=svc.hostname or None,
+            ports=[(p.container, p.protocol) for p in svc.ports] or None,
+            name=name, labels=labels, host_config=host_config, networking_config=networking,
+            healthcheck=healthcheck, stop_signal=svc.stop_signal or None,
+            stop_timeout=int(round(svc.stop_grace_period)), detach=True,
+        )
+        return request, [(object_name(project, n.name), list(n.aliases)) for n in rest]
+
+    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str) -> str:
+        request, rest = self.container_request(project, svc, slot, revision)
+        name = request["name"]
         try:
-            created = self._call(
-                f"create container {name}", client.create_container,
-                svc.image, command=list(svc.command) if svc.command is not None else None,
-                entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
-                environment=[f"{e.name}={e.value}" for e in svc.env] or None,
-                working_dir=svc.working_dir or None, user=svc.user or None, hostname=svc.hostname or None,
-                ports=[(p.container, p.protocol) for p in svc.ports] or None,
-                name=name, labels=labels, host_config=host_config, networking_config=networking,
-                healthcheck=healthcheck, stop_signal=svc.stop_signal or None,
-                stop_timeout=int(round(svc.stop_grace_period)), detach=True,
-            )
+            created = self._call(f"create container {name}", self.client.create_container, **request)
         except HostError as exc:
             if "Conflict" in str(exc) or "already in use" in str(exc):
                 return self._adopt_own(name, project, svc.spec_hash, svc.image)
             raise
         container_id: str = created["Id"]
-        for net in rest:
-            self._call(f"connect {name} to {net.name}", client.connect_container_to_network, container_id,
-                       object_name(project, net.name), aliases=list(net.aliases) or None)
+        for net_name, aliases in rest:
+            self._call(f"connect {name} to {net_name}", self.client.connect_container_to_network, container_id,
+                       net_name, aliases=aliases or None)
         return container_id
+
+    def settings_drift(self, project: str, svc: ServiceSpec, container: ObservedContainer,
+                       image_env: dict[str, list[str]]) -> tuple[str, ...]:
+        """The settings in which ``container`` differs from what gitops creates for ``svc`` (one inspect).
+
+        ``image_env`` caches each image's own environment across calls. A container gone meanwhile has
+        no differences: the next observation no longer lists it.
+        """
+        request, rest = self.container_request(project, svc, container.slot, container.revision)
+        try:
+            info = self._call(f"inspect {container.name}", self.client.inspect_container, container.id)
+        except docker.errors.NotFound:
+            return ()
+        image_id = str(info.get("Image", ""))
+        if image_id not in image_env:
+            try:
+                image = self._call(f"inspect image {image_id}", self.client.inspect_image, image_id)
+                image_env[image_id] = list((image.get("Config") or {}).get("Env") or [])
+            except docker.errors.NotFound:
+                image_env[image_id] = []
+        return differences(request, [n for n, _ in rest], info, image_env[image_id])
 
     def _adopt_own(self, name: str, project: str, spec_hash: str, image: str) -> str:
         """A container with our deterministic name exists: ours from an interrupted pass, or someone else's."""

@@ -21,16 +21,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from gitops.docker_host import DockerHost, HostError
 from gitops.failpoints import failpoint
 from gitops.health import HealthFailure, wait_healthy
-from gitops.model import DesiredState, ServiceSpec
+from gitops.model import DesiredState, ObservedContainer, ObservedState, ServiceSpec, object_name
 from gitops.plan import Op, Plan, Step
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
@@ -126,9 +126,10 @@ class Executor:
         self.concurrency = concurrency
         self.on_event = on_event
         self.cancel = threading.Event()
-        # Told of every container gitops stops or removes, with the Docker events that explains, so an
+        # Told of every container gitops starts, stops or removes, with the Docker events that explains, so an
         # event watcher can tell gitops' own actions from drift.
         self.on_own_action: Callable[[list[str], str], None] = lambda refs, action: None
+        self.created: dict[str, str] = {}  # container id -> host, of every container this run created
         self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
         self._lock = threading.Lock()
 
@@ -386,11 +387,15 @@ class Executor:
                     record.refs[op.container] = op.args.get("id", op.container)  # the new one of this slot
                     current = op.container
                 if op.kind == "create":
+                    self.on_own_action([op.container], "start")
                     record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
                                                                       self.desired.revision)
+                    with self._lock:
+                        self.created[record.refs[op.container]] = step.host
                     current = op.container
                     failpoint("after_create")
                 elif op.kind == "start":
+                    self.on_own_action([op.container, ref], "start")
                     host.start(ref)
                     current = op.container
                     failpoint("after_start")
@@ -427,6 +432,7 @@ class Executor:
                     self.on_own_action([op.container, ref], "remove")
                     host.remove(ref)
                 elif op.undo == "start":
+                    self.on_own_action([op.container, ref], "start")
                     host.start(ref)
             except HostError as exc:
                 problems.append(str(exc))
@@ -487,10 +493,14 @@ def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[dict[s
             host.close()
 
 
-def observe_all(desired: DesiredState, hosts: dict[str, DockerHost]) -> Any:
-    """Observe every host in parallel: one labelled list call each (more only on first deploys)."""
-    from gitops.model import ObservedState, object_name
+def observe_all(desired: DesiredState, hosts: dict[str, DockerHost], *, trusted: Collection[str] = frozenset(),
+                verified: dict[str, str] | None = None) -> ObservedState:
+    """Observe every host in parallel: one labelled list call each (more only on first deploys).
 
+    A container that claims the declared spec but is not ``trusted`` (gitops neither created it nor
+    checked it before) is inspected once and compared with that spec: a copy made by hand with other
+    settings gets ``hand_changes``. The IDs found as declared are added to ``verified`` (id -> host).
+    """
     want: dict[str, tuple[set[str], set[str]]] = {h: (set(), set()) for h in hosts}
     for svc in desired.services:
         for inst in desired.instances(svc):
@@ -505,4 +515,33 @@ def observe_all(desired: DesiredState, hosts: dict[str, DockerHost]) -> Any:
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
         futures = {name: pool.submit(host.observe, desired.project.name, want_networks=want[name][0],
                                      want_volumes=want[name][1]) for name, host in hosts.items()}
-        return ObservedState(tuple(futures[name].result() for name in sorted(futures)))
+        observed = ObservedState(tuple(futures[name].result() for name in sorted(futures)))
+    return _check_settings(desired, hosts, observed, trusted, verified if verified is not None else {})
+
+
+def _check_settings(desired: DesiredState, hosts: dict[str, DockerHost], observed: ObservedState,
+                    trusted: Collection[str], verified: dict[str, str]) -> ObservedState:
+    specs = {s.name: s for s in desired.services}
+    todo = [(h.host, c) for h in observed.hosts if h.reachable for c in h.containers
+            if c.id not in trusted and c.service in specs and c.spec_hash == specs[c.service].spec_hash
+            and c.image == specs[c.service].image]
+    if not todo:
+        return observed
+    image_env: dict[str, list[str]] = {}
+    found: dict[str, tuple[str, ...]] = {}
+
+    def check(host: str, c: ObservedContainer) -> None:
+        try:
+            changes = hosts[host].settings_drift(desired.project.name, specs[c.service], c, image_env)
+        except HostError:
+            return  # not checked this time, so not trusted either; the next pass tries again
+        found[c.id] = changes
+        if not changes:
+            verified[c.id] = host
+
+    with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
+        list(pool.map(lambda item: check(*item), todo))
+    return ObservedState(tuple(
+        replace(h, containers=tuple(replace(c, hand_changes=found[c.id]) if found.get(c.id) else c
+                                    for c in h.containers))
+        for h in observed.hosts))

@@ -308,6 +308,7 @@ class ObservedContainer:
     depends_on: tuple[str, ...] = ()  # from its label, to order the removal of undeclared services
     networks: tuple[str, ...] = ()  # docker names of the networks it is attached to
     volumes: tuple[str, ...] = ()  # docker names of the named volumes it mounts
+    hand_changes: tuple[str, ...] = ()  # settings found changed by hand (settings_drift), e.g. "env.DEBUG"
 
     @property
     def running(self) -> bool:
@@ -373,7 +374,8 @@ def observed_from_dict(data: dict[str, Any]) -> ObservedState:
     for h in data.get("hosts", []):
         containers = tuple(ObservedContainer(**{**c, "depends_on": tuple(c.get("depends_on", ())),
                                                 "networks": tuple(c.get("networks", ())),
-                                                "volumes": tuple(c.get("volumes", ()))})
+                                                "volumes": tuple(c.get("volumes", ())),
+                                                "hand_changes": tuple(c.get("hand_changes", ()))})
                            for c in h.get("containers", []))
         networks = tuple(ObservedObject(**o) for o in h.get("networks", []))
         volumes = tuple(ObservedObject(**o) for o in h.get("volumes", []))

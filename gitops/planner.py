@@ -106,11 +106,24 @@ def field_changes(old_json: str, new: ServiceSpec) -> tuple[FieldChange, ...]:
 
 
 def _replaced(c: ObservedContainer, svc: ServiceSpec) -> bool:
-    """A container with our labels but another image than its spec: replaced by hand (drift).
+    """A container with our labels but other settings than its spec: replaced by hand (drift).
 
-    Docker lists an image by ID when its name was removed or moved; that is not taken as drift.
+    Seen from the list call when the image differs (Docker lists an image by ID when its name was
+    removed or moved; that is not taken as drift), or from an inspect (``hand_changes``).
     """
-    return bool(c.image) and not c.image.startswith("sha256:") and c.image != svc.image
+    return bool(c.hand_changes) or (bool(c.image) and not c.image.startswith("sha256:") and c.image != svc.image)
+
+
+def _hand_made(c: ObservedContainer, svc: ServiceSpec) -> tuple[tuple[FieldChange, ...], str]:
+    """What differs on a container replaced by hand, and a sentence saying so."""
+    fields = list(c.hand_changes)
+    changes: list[FieldChange] = []
+    if "image" in fields or (c.image and not c.image.startswith("sha256:") and c.image != svc.image):
+        changes.append(FieldChange("image", c.image, svc.image))
+        fields = [f for f in fields if f != "image"]
+    changes += [FieldChange(f, "by-hand", "declared") for f in fields]
+    what = f" with {c.image}" if not fields else "; " + ", ".join(fields) + " differ"
+    return tuple(changes), f"container is not the declared one (replaced by hand{what})"
 
 
 def _pick(containers: list[ObservedContainer]) -> ObservedContainer:
@@ -337,10 +350,15 @@ class _Planner:
                    Op("remove", old.name, {**old_ref, "after": "service"}))
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
-        if old.spec_hash == svc.spec_hash:  # same labels, other image: someone replaced it by hand
+        if old.spec_hash == svc.spec_hash:  # same labels, other settings: someone replaced it by hand
+            changes, finding = _hand_made(old, svc)
+            reason = f"{finding}; replacing it"
+            if not svc.self_heal:
+                self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host}: {finding} (drift; "
+                                     "selfHeal is off, so it is only reported)")
+                return Step(step_id, inst.host, "service", svc.name, "noop", "replaced by hand (selfHeal off)",
+                            slot=inst.slot), extra
             # It holds the very name the declared container needs, so it has to go first.
-            changes = (FieldChange("image", old.image, svc.image),)
-            reason = f"container is not the declared one (replaced by hand with {old.image}); replacing it"
             ops = (pull, Op("stop", old.name, old_ref), Op("remove", old.name, old_ref),
                    Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
                    Op("wait_healthy", new_name))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gitops.docker_host import HostError
+from gitops.docker_host import DockerHost, HostError
 from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
 from gitops.failpoints import failpoint
 from gitops.lease import DEFAULT_TTL, Lease, new_holder
@@ -187,7 +187,7 @@ class Reconciler:
         self.last_desired = desired
 
         with open_hosts(desired) as hosts:
-            observed = observe_all(desired, hosts)
+            observed = self._observe(desired, hosts)
             self.last_observed = observed
             try:
                 the_plan = plan(desired, observed, options=self._options(observed))
@@ -218,19 +218,23 @@ class Reconciler:
                 return PassResult("skipped", revision, f"another reconciler ({held.holder}) is applying to these "
                                   f"hosts; its lease ends within {until:.0f}s")
             try:
-                observed = observe_all(desired, hosts)
+                observed = self._observe(desired, hosts)
                 the_plan = plan(desired, observed, options=self._options(observed))
                 drifted = _drifted(the_plan)
                 if not the_plan.has_changes:
                     return PassResult("no_changes", revision, "another reconciler already applied it", plan=the_plan)
                 self.hooks.apply_started()
                 self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
+                for step in the_plan.changes[:50]:  # why each change is made: field names only, never values
+                    self.log.info("apply.change", step=step.label, host=step.host, action=step.action,
+                                  reason=step.reason)
                 executor = Executor(desired, hosts, concurrency=self.concurrency)
                 executor.cancel = self.cancel
                 executor.on_own_action = self.note_own_action
                 applied = executor.apply(the_plan)
                 self._count_heal_starts(the_plan)
-                self.last_observed = observe_all(desired, hosts)  # status reports what runs now, not before
+                self._safe(lambda: self.state.trust_containers(executor.created))
+                self.last_observed = self._observe(desired, hosts)  # status reports what runs now, not before
             finally:
                 lease.release()
         services = applied.service_statuses()
@@ -250,8 +254,22 @@ class Reconciler:
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
 
+    def _observe(self, desired: DesiredState, hosts: dict[str, DockerHost]) -> ObservedState:
+        """Observe; containers the store does not know as declared are inspected once (settings_drift)."""
+        try:
+            trusted = self.state.trusted_containers()
+        except StateError:
+            trusted = {}
+        verified: dict[str, str] = {}
+        observed = observe_all(desired, hosts, trusted=trusted, verified=verified)
+        present = {h.host: {c.id for c in h.containers} for h in observed.hosts if h.reachable}
+        if verified or any(cid not in present.get(host, {cid}) for cid, host in trusted.items()):
+            self._safe(lambda: self.state.trust_containers(verified, present=present))
+        return observed
+
     # -- gitops' own actions, told apart from drift ---------------------------------------------------------
-    OWN_EVENTS = {"stop": frozenset({"kill", "die", "stop"}), "remove": frozenset({"kill", "die", "stop", "destroy"})}
+    OWN_EVENTS = {"start": frozenset({"start"}), "stop": frozenset({"kill", "die", "stop"}),
+                  "remove": frozenset({"kill", "die", "stop", "destroy"})}
     OWN_WINDOW = 120.0
 
     def note_own_action(self, refs: list[str], action: str) -> None:
@@ -259,7 +277,9 @@ class Reconciler:
         with self._own_lock:
             for ref in refs:
                 if ref:
-                    self._own[ref] = (self.OWN_EVENTS[action], now)
+                    earlier = self._own.get(ref)
+                    kept = earlier[0] if earlier and now - earlier[1] <= self.OWN_WINDOW else frozenset()
+                    self._own[ref] = (kept | self.OWN_EVENTS[action], now)
             for ref, (_, when) in list(self._own.items()):
                 if now - when > self.OWN_WINDOW:
                     del self._own[ref]

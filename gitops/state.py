@@ -8,7 +8,10 @@ What it keeps, and why:
   commit, or with ``--force``;
 * ``services``: per service the last-known-good revision and spec hash;
 * ``pins``: services put back by ``gitops rollback``, held at a revision until a commit changes them;
-* ``source``: the last fetch (time, commit, error).
+* ``source``: the last fetch (time, commit, error);
+* ``containers``: the IDs of containers gitops created, or inspected and found as their spec says.
+  Docker gives a container its ID only when it is created, so a container with copied labels made
+  by hand has an ID not in this list: it is inspected once (settings_drift) before it is trusted.
 
 Every write is one transaction; the journal (WAL) keeps the file consistent through a crash or a
 full disk. Nothing secret is stored: specs are kept as hashes, URLs are redacted by the caller.
@@ -60,6 +63,11 @@ CREATE TABLE IF NOT EXISTS pins (
     revision TEXT NOT NULL,
     head_spec_hash TEXT NOT NULL,
     pinned_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    seen_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS source (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -231,6 +239,22 @@ class StateStore:
 
     def pins(self) -> dict[str, tuple[str, str]]:
         return {r[0]: (r[1], r[2]) for r in self._query("SELECT service, revision, head_spec_hash FROM pins")}
+
+    # -- containers known to be as their spec says ----------------------------------------------------------
+    def trusted_containers(self) -> dict[str, str]:
+        """id -> host of every container known as declared."""
+        return {r[0]: r[1] for r in self._query("SELECT id, host FROM containers")}
+
+    def trust_containers(self, ids: dict[str, str], *, present: dict[str, set[str]] | None = None,
+                         now: float | None = None) -> None:
+        """Remember ``ids`` (id -> host). With ``present`` (host -> every id seen there), forget the ones
+        that are gone from those hosts, so the table only holds what exists."""
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO containers (id, host, seen_at) VALUES (?, ?, ?)",
+                           [(cid, host, now or time.time()) for cid, host in ids.items()])
+            for host, seen in (present or {}).items():
+                rows = db.execute("SELECT id FROM containers WHERE host=?", (host,)).fetchall()
+                db.executemany("DELETE FROM containers WHERE id=?", [(r[0],) for r in rows if r[0] not in seen])
 
     # -- source -------------------------------------------------------------------------------------------
     def record_fetch(self, *, url: str, ref: str, commit: str = "", error: str = "", now: float | None = None) -> None:

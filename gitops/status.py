@@ -35,7 +35,9 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "running_revisions": sorted({c.revision for c in mine if c.running}),
             "replicas": {"desired": svc.replicas, "running": sum(1 for c in mine if c.running),
                          "healthy": sum(1 for c in mine if c.running and c.health in ("healthy", "none")),
-                         "up_to_date": sum(1 for c in mine if c.running and c.spec_hash == svc.spec_hash),
+                         "up_to_date": sum(1 for c in mine if c.running and c.spec_hash == svc.spec_hash
+                                           and not c.hand_changes),
+                         "changed_by_hand": sum(1 for c in mine if c.hand_changes),
                          "restarting": sum(1 for c in mine if c.state == "restarting"),
                          "stopped": sum(1 for c in mine if not c.running)},
             "last_outcome": outcome,

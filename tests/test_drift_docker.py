@@ -90,4 +90,53 @@ def test_docker_restart_policy_loops_show_as_restarting(tmp_path, docker_client,
     folder = write(tmp_path / "m", project_name, body)
     with DaemonProcess(tmp_path, "--local", str(folder), "--interval", "1h", "--no-webhooks", secret=None) as d:
         d.wait_for(lambda: d.metric("gitops_crashlooping_instances") >= 1, 30, "restarting reported")
-        assert d.status()["services"][0]["replicas"]["restarting"] >= 0
+        d.wait_for(lambda: d.status()["services"][0]["replicas"]["restarting"] == 1, 30, "restarting in status")
+
+
+def _copy_by_hand(client, victim, **overrides):
+    """Remove ``victim`` and start a copy of it as `docker run` would make one: same name, labels, image,
+    command, init, restart policy and healthcheck, and whatever ``overrides`` says on top."""
+    info = victim.attrs
+    config, host = info["Config"], info["HostConfig"]
+    victim.remove(force=True)
+    kwargs = dict(detach=True, name=victim.name, labels=config["Labels"], command=config["Cmd"],
+                  init=host.get("Init"), restart_policy={"Name": host["RestartPolicy"]["Name"]},
+                  environment=[e for e in config["Env"] if not e.startswith("PATH=")],
+                  healthcheck={"test": config["Healthcheck"]["Test"]} if config.get("Healthcheck") else None,
+                  stop_signal=config.get("StopSignal"))
+    kwargs.update(overrides)
+    return client.containers.run(config["Image"], **kwargs)
+
+
+def test_a_copy_made_by_hand_with_other_env_is_replaced(tmp_path, docker_client, project_name) -> None:
+    """Same name, labels and image as the declared container: only its environment tells it apart, and
+    seeing that takes an inspect of the one container gitops did not make."""
+    folder = write(tmp_path / "m", project_name, FAST + "env: {LOG: info}")
+    with DaemonProcess(tmp_path, "--local", str(folder), "--interval", "1h", "--no-webhooks", secret=None) as d:
+        victim = mine(docker_client, project_name)[0]
+        impostor = _copy_by_hand(docker_client, victim, environment=["LOG=info", "DEBUG=1"])
+        d.wait_for(lambda: [c.id for c in mine(docker_client, project_name)] not in ([], [impostor.id]), 30,
+                   "the copy replaced")
+        d.wait_for(lambda: [c.status for c in mine(docker_client, project_name)] == ["running"], 30, "running")
+        replacement = mine(docker_client, project_name)[0]
+        assert replacement.name == victim.name
+        assert "DEBUG=1" not in replacement.attrs["Config"]["Env"] and "LOG=info" in replacement.attrs["Config"]["Env"]
+        assert "replaced by hand; env.DEBUG differ" in d.log.read_text()
+        # The replacement is gitops' own: later passes trust it, and change nothing.
+        d.wait_for(lambda: d.last_pass()["outcome"] == "converged", 20, "the replacing pass to finish")
+        (folder / "web.yaml").write_text((folder / "web.yaml").read_text())  # a file event asks for a pass
+        d.wait_for(lambda: d.last_pass()["trigger"] == "file change" and d.last_pass()["outcome"] != "running", 20,
+                   "one more pass")
+        assert d.last_pass()["outcome"] == "no_changes"
+        assert mine(docker_client, project_name)[0].id == replacement.id
+
+
+def test_a_copy_made_by_hand_is_only_reported_without_self_heal(tmp_path, docker_client, project_name) -> None:
+    folder = write(tmp_path / "m", project_name, FAST + "selfHeal: false\nenv: {LOG: info}")
+    with DaemonProcess(tmp_path, "--local", str(folder), "--interval", "1h", "--no-webhooks", secret=None) as d:
+        victim = mine(docker_client, project_name)[0]
+        impostor = _copy_by_hand(docker_client, victim, environment=["LOG=debug"])
+        d.wait_for(lambda: "replaced by hand; env.LOG differ" in d.log.read_text(), 30, "the copy reported")
+        assert [c.id for c in mine(docker_client, project_name)] == [impostor.id]
+        replicas = d.status()["services"][0]["replicas"]
+        assert (replicas["changed_by_hand"], replicas["up_to_date"]) == (1, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import textwrap
 import time
 from datetime import datetime
 
@@ -249,3 +250,60 @@ def test_http_probe_through_the_published_port(deploy, docker_client, project_na
     assert result is not None and result.services["web"].status == "rolled_back"
     assert "GET /missing answered 404" in result.services["web"].health_output
     assert fetch(port).strip() == "web v1"
+
+
+def test_every_setting_gitops_makes_is_found_as_declared_when_inspected(deploy, docker_client, project_name,
+                                                                          tmp_path) -> None:
+    """The check for containers copied by hand inspects what gitops did not make. Run against containers
+    gitops made, with every kind of setting, it must find nothing (a false finding would replace them
+    on every pass), and it must find the one setting then changed by hand."""
+    from gitops.docker_host import DockerHost
+    from gitops.executor import observe_all, open_hosts
+
+    (tmp_path / "site").mkdir()
+    files = {
+        "infra.yaml": "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: front}\n---\n"
+                      "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: back}\n---\n"
+                      "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\n",
+        "web.yaml": service("web", FAST + textwrap.dedent(f"""
+            command: ['httpd', '-f', '-p', '8080', '-h', '/www']
+            env: {{LOG: info, EMPTY: '', N: 3}}
+            workingDir: /www
+            user: '0:0'
+            hostname: webhost
+            ports: [{{container: 8080, hostIp: 127.0.0.1}}, {{container: 9090, host: {free_port()}, protocol: udp}}]
+            mounts:
+              - {{type: volume, source: data, target: /data}}
+              - {{type: bind, source: {tmp_path / 'site'}, target: /site, readOnly: true}}
+              - {{type: tmpfs, target: /scratch, size: 16Mi}}
+            networks: [{{name: front, aliases: [www]}}, back]
+            resources: {{cpus: 0.5, memory: 64Mi, memoryReservation: 32Mi}}
+            restart: on-failure
+            stopSignal: SIGTERM
+            readOnlyRootfs: true
+            capDrop: [NET_RAW]
+            labels: {{team: shop}}
+            {WGET_OK}
+        """)),
+    }
+    assert deploy(files).result.ok
+    desired = deploy.load(files)
+    with open_hosts(desired) as hosts:
+        verified: dict[str, str] = {}
+        observed = observe_all(desired, hosts, trusted={}, verified=verified)  # trusts nothing: inspects all
+        web = observed.hosts[0].containers[0]
+        assert web.hand_changes == () and verified == {web.id: "local"}
+        assert observe_all(desired, hosts, trusted=verified).hosts[0].containers[0].hand_changes == ()
+        # the same container, but copied by hand with one more capability
+        host: DockerHost = hosts["local"]
+        request, rest = host.container_request(project_name, desired.service("web"), web.slot, web.revision)
+        request["host_config"]["CapAdd"] = ["NET_ADMIN"]
+        docker_client.api.remove_container(web.id, force=True)
+        copy = docker_client.api.create_container(**request)["Id"]
+        for name, aliases in rest:
+            docker_client.api.connect_container_to_network(copy, name, aliases=aliases)
+        docker_client.api.start(copy)
+        copied = observe_all(desired, hosts, trusted=verified).hosts[0].containers[0]
+        assert (copied.id, copied.hand_changes) == (copy, ("capAdd",))
+    assert deploy.plan(files).plan.changes[0].reason.startswith("container is not the declared one (replaced by "
+                                                                "hand; capAdd differ)")

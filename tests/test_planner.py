@@ -252,6 +252,23 @@ def test_container_replaced_by_hand_with_another_image_is_put_back(desired_of) -
     assert not plan(desired, by_id).has_changes
 
 
+def test_container_copied_by_hand_with_other_settings_is_put_back_or_reported(desired_of) -> None:
+    desired = desired_of({"s.yaml": service("web")})
+    copied = converged(desired, tweak=lambda c: dataclasses.replace(c, hand_changes=("env.DEBUG", "ports")))
+    step = plan(desired, copied).changes[0]
+    assert step.action == "update"
+    assert step.reason == "container is not the declared one (replaced by hand; env.DEBUG, ports differ); replacing it"
+    assert [c.describe() for c in step.changes] == ["env.DEBUG: by-hand -> declared", "ports: by-hand -> declared"]
+    # it holds the declared container's name, so it goes before the declared one is created
+    assert [o.kind for o in step.ops] == ["pull", "stop", "remove", "create", "start", "wait_healthy"]
+    no_heal = desired_of({"s.yaml": service("web", "selfHeal: false")})
+    copied = converged(no_heal, tweak=lambda c: dataclasses.replace(c, hand_changes=("env.DEBUG",)))
+    p = plan(no_heal, copied)
+    assert not p.has_changes
+    assert p.warnings == ("web[0] on local: container is not the declared one (replaced by hand; env.DEBUG differ) "
+                          "(drift; selfHeal is off, so it is only reported)",)
+
+
 def test_crash_looping_containers_are_held_back(desired_of) -> None:
     desired = desired_of({"s.yaml": service("web")})
     dead = converged(desired, tweak=lambda c: dataclasses.replace(c, state="exited"))

@@ -70,3 +70,14 @@ def test_the_store_survives_being_reopened(tmp_path: Path) -> None:
     first.close()
     again = StateStore(tmp_path)
     assert [p.outcome for p in again.passes()] == ["converged"] and again.check() == "ok"
+
+
+def test_trusted_containers_are_remembered_and_forgotten_when_gone(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    store.trust_containers({"a1": "h1", "a2": "h1", "b1": "h2"})
+    assert store.trusted_containers() == {"a1": "h1", "a2": "h1", "b1": "h2"}
+    # h1 now shows a1 and a new c1; h2 was not reachable, so what it had is kept
+    store.trust_containers({"c1": "h1"}, present={"h1": {"a1", "c1"}})
+    assert store.trusted_containers() == {"a1": "h1", "c1": "h1", "b1": "h2"}
+    reopened = StateStore(tmp_path)
+    assert reopened.trusted_containers() == {"a1": "h1", "c1": "h1", "b1": "h2"}
