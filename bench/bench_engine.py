@@ -7,7 +7,8 @@ Scenarios, each for N one-replica services (image local/web, init on, no health 
 variant does the same Docker work):
   create   from nothing            raw: thread pool of create+start
   update   image 1 -> 2            raw: thread pool of create+start new, remove old (parallelism = replicas)
-  noop     nothing changed         full pass (load, observe, plan, record) and the list calls it made per host
+  noop     nothing changed         full pass (load, observe, plan, record) and the list and inspect
+                                   calls it made per host (containers gitops made are never inspected)
 Every gitops figure is a whole pass as `gitops sync` runs it: lease, state store and re-observation included.
   plan     2,000 services x 50 hosts, synthetic observed state, pure planner only
 Targets (issue 3): create <= 1.2x raw and faster than compose; noop <= 0.3 s with one list call per host;
@@ -127,12 +128,12 @@ def compose_times(n: int, workdir: Path) -> dict[str, float] | None:
 
 
 class CallCounter:
-    """Counts docker API list calls made through APIClient during a block."""
+    """Counts docker API list (and inspect) calls made through APIClient during a block."""
 
-    NAMES = ("containers", "networks", "volumes")
+    NAMES = ("containers", "networks", "volumes", "inspect_container")
 
     def __init__(self) -> None:
-        self.calls: dict[str, int] = {}
+        self.calls: dict[str, int] = dict.fromkeys(self.NAMES, 0)
         self._saved: dict[str, object] = {}
 
     def __enter__(self) -> CallCounter:
@@ -241,7 +242,7 @@ def main() -> int:
             line += f", {ratios[what + '_vs_compose']:.2f}x compose ({compose[what]:.2f})"
         print(line)
     print(f"  no-op   gitops {med['gitops_noop']:.3f}" + (f"  compose {compose['noop']:.2f}" if compose else "")
-          + f"   list calls: {list_calls}")
+          + f"   calls: {list_calls}")
     print(f"  plan    {planning['seconds']:.3f}s for {planning['instances']} instances of 2000 services on 50 hosts "
           f"({planning['changes']} changes)")
     if args.json:

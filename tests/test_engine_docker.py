@@ -161,8 +161,8 @@ def test_dependents_are_skipped_unrelated_services_converge(deploy, docker_clien
 
 
 def test_dependency_waves_are_honoured(deploy, docker_client, project_name) -> None:
-    """api waits for db to be healthy (db needs ~1 s); worker and web only wait for a start."""
-    slow = "command: ['sh', '-c', 'sleep 1; touch /tmp/ready; exec httpd -f -p 8080 -h /www']\n" \
+    """api waits for db to be healthy (db needs ~2 s); worker and web only wait for a start."""
+    slow = "command: ['sh', '-c', 'sleep 2; touch /tmp/ready; exec httpd -f -p 8080 -h /www']\n" \
            "healthcheck: {exec: ['test', '-f', '/tmp/ready'], interval: 200ms, retries: 10}"
     files = {
         "db.yaml": service("db", FAST + slow),
@@ -176,8 +176,8 @@ def test_dependency_waves_are_honoured(deploy, docker_client, project_name) -> N
         c = running(docker_client, project_name, svc)[0]
         return datetime.fromisoformat(c.attrs["State"]["StartedAt"][:26]).timestamp()
 
-    assert started("api") >= started("db") + 1.0
-    assert started("db") <= started("worker") < started("db") + 1.0  # before db could be healthy
+    assert started("api") >= started("db") + 2.0
+    assert started("db") <= started("worker") < started("db") + 2.0  # before db could be healthy
     assert started("web") >= started("api")
 
 
