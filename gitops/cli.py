@@ -504,6 +504,8 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         r = svc["replicas"]
         line = (f"{svc['name']:<20} {r['healthy']}/{r['desired']} healthy, {r['up_to_date']} up to date"
                 f"  last: {svc['last_outcome'] or '-'}")
+        if r["changed_by_hand"]:
+            line += f"  {r['changed_by_hand']} changed by hand"
         if svc["pinned_to"]:
             line += f"  pinned to {svc['pinned_to'][:12]}"
         click.echo(line)
