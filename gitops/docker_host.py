@@ -29,6 +29,7 @@ from gitops.model import (
     LABEL_KIND,
     LABEL_MANAGED,
     LABEL_NAME,
+    LABEL_NETWORK_HASHES,
     LABEL_PROJECT,
     LABEL_REVISION,
     LABEL_SERVICE,
@@ -44,6 +45,7 @@ from gitops.model import (
     VolumeSpec,
     canonical_json,
     container_name,
+    network_hashes_label,
     object_name,
 )
 from gitops.settings_drift import differences
@@ -306,7 +308,7 @@ class DockerHost(_LeaseOps):
             revision=labels.get(LABEL_REVISION, ""), state=item.get("State", ""),
             health=_health_from_status(item.get("Status", "")),  # type: ignore[arg-type]
             image=item.get("Image", ""), spec_json=labels.get(LABEL_SPEC, ""), depends_on=deps,
-            networks=nets, volumes=vols,
+            networks=nets, volumes=vols, network_hashes=labels.get(LABEL_NETWORK_HASHES, ""),
         )
 
     def _list_networks(self, project: str) -> list[ObservedObject]:
@@ -378,8 +380,8 @@ class DockerHost(_LeaseOps):
     def ownership_labels(self, project: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_PROJECT: project}
 
-    def container_request(self, project: str, svc: ServiceSpec, slot: int,
-                          revision: str) -> tuple[dict[str, Any], list[tuple[str, list[str]]]]:
+    def container_request(self, project: str, svc: ServiceSpec, slot: int, revision: str,
+                          networks: dict[str, str] | None = None) -> tuple[dict[str, Any], list[tuple[str, list[str]]]]:
         """The create_container arguments for one instance, and the further networks (name, aliases) to join.
 
         One place for both creating a container and checking one against its spec (settings_drift).
@@ -393,6 +395,8 @@ class DockerHost(_LeaseOps):
             LABEL_SPEC: canonical_json(svc.container_config()),
             LABEL_DEPENDS_ON: ",".join(sorted({d.service for d in svc.depends_on})),
         })
+        if networks and svc.networks:
+            labels[LABEL_NETWORK_HASHES] = network_hashes_label(svc, networks)
         mounts = []
         for m in svc.mounts:
             source = object_name(project, m.source) if m.type == "volume" else (m.source or None)
@@ -439,8 +443,10 @@ class DockerHost(_LeaseOps):
         )
         return request, [(object_name(project, n.name), list(n.aliases)) for n in rest]
 
-    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str) -> str:
-        request, rest = self.container_request(project, svc, slot, revision)
+    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
+                         networks: dict[str, str] | None = None) -> str:
+        """Create one instance; ``networks`` (name -> spec hash of the Network manifests) is recorded in a label."""
+        request, rest = self.container_request(project, svc, slot, revision, networks)
         name = request["name"]
         try:
             created = self._call(f"create container {name}", self.client.create_container, **request)

@@ -130,6 +130,7 @@ class Executor:
         # event watcher can tell gitops' own actions from drift.
         self.on_own_action: Callable[[list[str], str], None] = lambda refs, action: None
         self.created: dict[str, str] = {}  # container id -> host, of every container this run created
+        self._network_hashes = {n.name: n.spec_hash for n in desired.networks}
         self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
         self._lock = threading.Lock()
 
@@ -389,7 +390,7 @@ class Executor:
                 if op.kind == "create":
                     self.on_own_action([op.container], "start")
                     record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
-                                                                      self.desired.revision)
+                                                                      self.desired.revision, self._network_hashes)
                     with self._lock:
                         self.created[record.refs[op.container]] = step.host
                     current = op.container

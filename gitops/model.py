@@ -309,6 +309,7 @@ class ObservedContainer:
     networks: tuple[str, ...] = ()  # docker names of the networks it is attached to
     volumes: tuple[str, ...] = ()  # docker names of the named volumes it mounts
     hand_changes: tuple[str, ...] = ()  # settings found changed by hand (settings_drift), e.g. "env.DEBUG"
+    network_hashes: str = ""  # LABEL_NETWORK_HASHES as created
 
     @property
     def running(self) -> bool:
@@ -348,6 +349,15 @@ class ObservedState:
 
 
 LABEL_DEPENDS_ON = LABEL_PREFIX + "depends-on"  # comma-separated, so prune can order removals
+# "name=hash,..." of the Network manifests a container was attached under: a changed network shows in
+# the list call without listing networks. Not part of the container's spec hash.
+LABEL_NETWORK_HASHES = LABEL_PREFIX + "network-hashes"
+
+
+def network_hashes_label(svc: ServiceSpec, networks: dict[str, str]) -> str:
+    """The LABEL_NETWORK_HASHES value for ``svc``, from network name -> spec hash."""
+    return ",".join(f"{n.name}={networks[n.name][:12]}" for n in sorted(svc.networks, key=lambda n: n.name)
+                    if n.name in networks)
 
 
 def container_name(project: str, service: str, slot: int, spec_hash: str) -> str:

@@ -17,6 +17,7 @@ from gitops.model import (
     ObservedState,
     canonical_json,
     container_name,
+    network_hashes_label,
     object_name,
 )
 
@@ -29,6 +30,7 @@ def converged(desired: DesiredState, *,
     an interrupted update and so on.
     """
     project = desired.project.name
+    net_hashes = {n.name: n.spec_hash for n in desired.networks}
     per_host: dict[str, list[ObservedContainer]] = {h.name: [] for h in desired.hosts}
     nets: dict[str, set[str]] = {h.name: set() for h in desired.hosts}
     vols: dict[str, set[str]] = {h.name: set() for h in desired.hosts}
@@ -42,7 +44,8 @@ def converged(desired: DesiredState, *,
                 spec_hash=svc.spec_hash, revision=desired.revision, state="running",
                 health="healthy" if svc.healthcheck else "none", image=svc.image,
                 spec_json=canonical_json(svc.container_config()),
-                depends_on=tuple(sorted({d.service for d in svc.depends_on})), networks=networks, volumes=volumes)
+                depends_on=tuple(sorted({d.service for d in svc.depends_on})), networks=networks, volumes=volumes,
+                network_hashes=network_hashes_label(svc, net_hashes))
             nets[inst.host].update(networks)
             vols[inst.host].update(volumes)
             changed = tweak(container) if tweak else container

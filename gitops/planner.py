@@ -17,6 +17,7 @@ from typing import Any
 
 from gitops.model import (
     DesiredState,
+    HostObservation,
     Instance,
     ObservedContainer,
     ObservedState,
@@ -126,6 +127,15 @@ def _hand_made(c: ObservedContainer, svc: ServiceSpec) -> tuple[tuple[FieldChang
     return tuple(changes), f"container is not the declared one (replaced by hand{what})"
 
 
+def _attached_under_other_spec(obs: HostObservation, network: str, spec_hash: str) -> bool:
+    """Whether a container on this host was attached to ``network`` when its manifest said otherwise."""
+    for c in obs.containers:
+        recorded = dict(entry.partition("=")[::2] for entry in c.network_hashes.split(",") if entry)
+        if network in recorded and recorded[network] != spec_hash[:12]:
+            return True
+    return False
+
+
 def _pick(containers: list[ObservedContainer]) -> ObservedContainer:
     """The container to keep among several of one slot: running first, then by name for determinism."""
     return sorted(containers, key=lambda c: (not c.running, c.name, c.id))[0]
@@ -213,11 +223,12 @@ class _Planner:
                 step_id = f"{kind}/{name}@{host}"
                 if docker_name in present:
                     found = present[docker_name]
-                    if kind == "network" and found.spec_hash and found.spec_hash != networks[name].spec_hash:
+                    if kind == "network" and (found.spec_hash and found.spec_hash != networks[name].spec_hash
+                                              or _attached_under_other_spec(obs, name, networks[name].spec_hash)):
                         self.warnings.append(
                             f"network {name} on {host} differs from its manifest; gitops does not recreate a "
-                            f"network containers use: remove it by hand (docker network rm {docker_name}) to "
-                            "have it recreated")
+                            "network containers use: remove the containers attached to it and the network "
+                            f"(docker network rm {docker_name}), and the next pass recreates them as declared")
                     self.steps.append(Step(step_id, host, kind, name, "noop", "exists"))  # type: ignore[arg-type]
                     continue
                 if kind == "network":

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitops.model import LABEL_NETWORK_HASHES
+
 # Docker HostConfig keys -> manifest names, compared when gitops sets them or when they widen access.
 _HOST_FIELDS = {
     "Memory": "memory", "MemoryReservation": "memoryReservation", "NanoCpus": "cpus",
@@ -89,7 +91,7 @@ def differences(request: dict[str, Any], extra_networks: list[str], info: dict[s
             found.append(f"env.{key}")
 
     labels = config.get("Labels") or {}
-    if any(labels.get(k) != v for k, v in (request.get("labels") or {}).items()):
+    if any(labels.get(k) != v for k, v in (request.get("labels") or {}).items() if k != LABEL_NETWORK_HASHES):
         found.append("labels")
     want_hc = request.get("healthcheck")
     if want_hc and list((config.get("Healthcheck") or {}).get("Test") or []) != want_hc["test"]:

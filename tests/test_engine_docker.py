@@ -307,3 +307,22 @@ def test_every_setting_gitops_makes_is_found_as_declared_when_inspected(deploy, 
         assert (copied.id, copied.hand_changes) == (copy, ("capAdd",))
     assert deploy.plan(files).plan.changes[0].reason.startswith("container is not the declared one (replaced by "
                                                                 "hand; capAdd differ)")
+
+
+def test_a_changed_network_is_reported_and_recreated_as_the_readme_says(deploy, docker_client, project_name) -> None:
+    def files(subnet: str) -> dict[str, str]:
+        return {"net.yaml": f"apiVersion: gitops/v1\nkind: Network\nmetadata: {{name: net}}\nspec: {{subnet: {subnet}}}\n",
+                "web.yaml": service("web", FAST + "networks: [net]")}
+
+    assert deploy(files("10.213.7.0/24")).result.ok
+    changed = deploy.plan(files("10.213.8.0/24")).plan
+    assert not changed.has_changes
+    assert [w.split(";")[0] for w in changed.warnings] == ["network net on local differs from its manifest"]
+    # what the warning says to do: remove the attached containers and the network; a pass recreates both
+    for c in running(docker_client, project_name, "web"):
+        c.remove(force=True)
+    docker_client.networks.get(f"{project_name}_net").remove()
+    assert deploy(files("10.213.8.0/24")).result.ok
+    network = docker_client.networks.get(f"{project_name}_net")
+    assert network.attrs["IPAM"]["Config"][0]["Subnet"] == "10.213.8.0/24"
+    assert not deploy.plan(files("10.213.8.0/24")).plan.warnings

@@ -277,3 +277,16 @@ def test_crash_looping_containers_are_held_back(desired_of) -> None:
     assert not p.has_changes
     assert p.steps[0].reason == "crash-looping: started again 2 times; next try in 9s"
     assert p.warnings == ("web[0] on local keeps crashing: started again 2 times; next try in 9s",)
+
+
+def test_a_changed_network_manifest_is_reported_not_recreated(desired_of) -> None:
+    net = "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: backend}\nspec: {subnet: 10.70.0.0/24}\n"
+    before = desired_of({"n.yaml": net, "s.yaml": service("web", "networks: [backend]")})
+    observed = converged(before)
+    assert not plan(before, observed).warnings
+    after = desired_of({"n.yaml": net.replace("10.70.", "10.71."), "s.yaml": service("web", "networks: [backend]")})
+    p = plan(after, observed)
+    assert not p.has_changes  # the container's own spec did not change
+    assert p.warnings == (f"network backend on local differs from its manifest; gitops does not recreate a network "
+                          f"containers use: remove the containers attached to it and the network (docker network rm "
+                          f"{after.project.name}_backend), and the next pass recreates them as declared",)
