@@ -293,7 +293,8 @@ def _kill_git_children(path: Path) -> None:
 
 
 def revision_of(path: Path) -> str:
-    """The commit a local folder is at, with '-dirty' when its manifests have uncommitted changes; '' outside git."""
+    """The commit a local folder is at; '' outside git. '-dirty' is added when a tracked file in the folder
+    changed or a manifest (a .yaml/.yml file outside hidden folders) is not committed yet."""
     try:
         import git
     except ImportError:  # pragma: no cover - gitpython is a dependency
@@ -305,7 +306,17 @@ def revision_of(path: Path) -> str:
         return ""
     try:
         rel = str(Path(path).resolve().relative_to(Path(repo.working_tree_dir or ".").resolve()))
-        dirty = repo.is_dirty(untracked_files=True, path=None if rel == "." else rel)
+        inside = None if rel == "." else rel
+        dirty = repo.is_dirty(untracked_files=False, path=inside)
+        # An untracked file counts only when it is a manifest the loader reads: a plan.md written next
+        # to the manifests (as a CI job does) does not make the revision dirty.
+        dirty = dirty or any(_is_manifest(f) for f in repo.git.ls_files("--others", "--exclude-standard",
+                                                                           "--", inside or ".").splitlines())
     except (ValueError, git.GitCommandError):
         dirty = False
     return sha + ("-dirty" if dirty else "")
+
+
+def _is_manifest(rel: str) -> bool:
+    parts = Path(rel).parts
+    return rel.endswith((".yaml", ".yml")) and not any(p.startswith(".") for p in parts)

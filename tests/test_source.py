@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.source import GitSource, SourceError, check_ref, check_url, redact
+from gitops.source import GitSource, SourceError, check_ref, check_url, redact, revision_of
 from tests.gitutil import Remote
 
 
@@ -155,3 +155,20 @@ def test_checkouts_are_immutable_and_complete(tmp_path: Path) -> None:
     assert again.root == first.root and (again.path / "a.yaml").stat().st_mtime_ns == mtime
     assert [p.name for p in first.root.parent.iterdir() if p.name.startswith(".")] == []
     assert first.root.name == commit
+
+
+def test_a_local_folder_is_dirty_only_when_its_manifests_changed(tmp_path: Path) -> None:
+    remote = Remote(tmp_path / "r")
+    sha = remote.commit({"app/web.yaml": "a: 1\n", "app/notes.md": "x\n"})
+    folder = remote.work / "app"
+    assert revision_of(folder) == sha
+    (folder / "plan.md").write_text("a plan written next to the manifests\n")  # as a CI job does
+    (remote.work / ".github").mkdir()
+    (remote.work / ".github" / "ci.yml").write_text("on: push\n")  # hidden folders are not loaded
+    assert revision_of(folder) == sha
+    (folder / "new.yaml").write_text("b: 2\n")  # untracked, but the loader reads it
+    assert revision_of(folder) == f"{sha}-dirty"
+    (folder / "new.yaml").unlink()
+    (folder / "notes.md").write_text("changed\n")  # a tracked file changed
+    assert revision_of(folder) == f"{sha}-dirty"
+    assert revision_of(tmp_path) == ""  # not in git
