@@ -209,6 +209,9 @@ class DockerHost(_LeaseOps):
         self._lock = threading.Lock()
         self._images: dict[str, bool] = {}
         self._image_locks: dict[str, threading.Lock] = {}
+        # IDs create_container returned for a container that already existed under the name (adopted,
+        # not made now): it may be a copy made by hand, so it is not trusted without an inspect.
+        self.adopted: set[str] = set()
 
     # -- connection -----------------------------------------------------------------------------------
     @property
@@ -489,6 +492,7 @@ class DockerHost(_LeaseOps):
             if (info.get("Config") or {}).get("Image") not in (image, None):
                 raise HostError(self.name, f"container {name} carries this spec's labels but runs "
                                 f"{info['Config']['Image']}, not {image}; the next pass replaces it", temporary=True)
+            self.adopted.add(str(info["Id"]))
             return str(info["Id"])
         raise NameConflict(self.name, f"a container named {name} exists and is not managed by project {project}; "
                            "gitops never adopts or replaces it: rename or remove it by hand")

@@ -391,8 +391,9 @@ class Executor:
                     self.on_own_action([op.container], "start")
                     record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
                                                                       self.desired.revision, self._network_hashes)
-                    with self._lock:
-                        self.created[record.refs[op.container]] = step.host
+                    if record.refs[op.container] not in host.adopted:
+                        with self._lock:
+                            self.created[record.refs[op.container]] = step.host
                     current = op.container
                     failpoint("after_create")
                 elif op.kind == "start":
