@@ -17,11 +17,12 @@ from rich.console import Console
 
 from gitops import log
 from gitops.docker_host import DockerHost
-from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
+from gitops.executor import ApplyResult, Executor
 from gitops.lease import Lease
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
 from gitops.model import DesiredState, ObservedState, observed_from_dict
+from gitops.observe import observe_all, open_hosts
 from gitops.observed import converged
 from gitops.plan import Plan, render_markdown, render_text, short_revision
 from gitops.planner import PlanError, PlanOptions, observed_fingerprint

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
+from gitops.executor import ApplyResult, Executor
 from gitops.loading import load_repo
 from gitops.model import DesiredState
+from gitops.observe import observe_all, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanOptions, plan
 

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gitops.docker_host import DockerHost, HostError
-from gitops.executor import ApplyResult, Executor, observe_all, open_hosts
+from gitops.executor import ApplyResult, Executor
 from gitops.failpoints import failpoint
 from gitops.lease import DEFAULT_TTL, Lease, new_holder
 from gitops.loading import load_repo
 from gitops.log import get_logger
 from gitops.model import DesiredState, ObservedState, ServiceSpec
+from gitops.observe import observe_all, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanError, PlanOptions, plan
 from gitops.source import Checkout, SourceError, revision_of

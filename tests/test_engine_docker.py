@@ -258,7 +258,7 @@ def test_every_setting_gitops_makes_is_found_as_declared_when_inspected(deploy, 
     gitops made, with every kind of setting, it must find nothing (a false finding would replace them
     on every pass), and it must find the one setting then changed by hand."""
     from gitops.docker_host import DockerHost
-    from gitops.executor import observe_all, open_hosts
+    from gitops.observe import observe_all, open_hosts
 
     (tmp_path / "site").mkdir()
     files = {

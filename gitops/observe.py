@@ -1,0 +1,81 @@
+"""Observing the hosts: connecting to every host of a DesiredState, one labelled list call per host
+in parallel, and a settings check (settings_drift) of the containers gitops did not make itself."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import replace
+
+from gitops.docker_host import DockerHost, HostError
+from gitops.model import DesiredState, ObservedContainer, ObservedState, object_name
+
+
+def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> dict[str, DockerHost]:
+    return {h.name: DockerHost(h, timeout=timeout) for h in desired.hosts}
+
+
+@contextmanager
+def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[dict[str, DockerHost]]:
+    """A DockerHost per host of ``desired``, all closed afterwards (connections open lazily)."""
+    hosts = connect_hosts(desired, timeout=timeout)
+    try:
+        yield hosts
+    finally:
+        for host in hosts.values():
+            host.close()
+
+
+def observe_all(desired: DesiredState, hosts: dict[str, DockerHost], *, trusted: Collection[str] = frozenset(),
+                verified: dict[str, str] | None = None) -> ObservedState:
+    """Observe every host in parallel: one labelled list call each (more only on first deploys).
+
+    A container that claims the declared spec but is not ``trusted`` (gitops neither created it nor
+    checked it before) is inspected once and compared with that spec: a copy made by hand with other
+    settings gets ``hand_changes``. The IDs found as declared are added to ``verified`` (id -> host).
+    """
+    want: dict[str, tuple[set[str], set[str]]] = {h: (set(), set()) for h in hosts}
+    for svc in desired.services:
+        for inst in desired.instances(svc):
+            if inst.host in want:
+                want[inst.host][0].update(object_name(desired.project.name, n.name) for n in svc.networks)
+                want[inst.host][1].update(object_name(desired.project.name, m.source) for m in svc.mounts
+                                          if m.type == "volume")
+    for vol in desired.volumes:
+        if vol.remove:
+            for sets in want.values():
+                sets[1].add(object_name(desired.project.name, vol.name))
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:
+        futures = {name: pool.submit(host.observe, desired.project.name, want_networks=want[name][0],
+                                     want_volumes=want[name][1]) for name, host in hosts.items()}
+        observed = ObservedState(tuple(futures[name].result() for name in sorted(futures)))
+    return _check_settings(desired, hosts, observed, trusted, verified if verified is not None else {})
+
+
+def _check_settings(desired: DesiredState, hosts: dict[str, DockerHost], observed: ObservedState,
+                    trusted: Collection[str], verified: dict[str, str]) -> ObservedState:
+    specs = {s.name: s for s in desired.services}
+    todo = [(h.host, c) for h in observed.hosts if h.reachable for c in h.containers
+            if c.id not in trusted and c.service in specs and c.spec_hash == specs[c.service].spec_hash
+            and c.image == specs[c.service].image]
+    if not todo:
+        return observed
+    image_env: dict[str, list[str]] = {}
+    found: dict[str, tuple[str, ...]] = {}
+
+    def check(host: str, c: ObservedContainer) -> None:
+        try:
+            changes = hosts[host].settings_drift(desired.project.name, specs[c.service], c, image_env)
+        except HostError:
+            return  # not checked this time, so not trusted either; the next pass tries again
+        found[c.id] = changes
+        if not changes:
+            verified[c.id] = host
+
+    with ThreadPoolExecutor(max_workers=min(16, len(todo))) as pool:
+        list(pool.map(lambda item: check(*item), todo))
+    return ObservedState(tuple(
+        replace(h, containers=tuple(replace(c, hand_changes=found[c.id]) if found.get(c.id) else c
+                                    for c in h.containers))
+        for h in observed.hosts))
