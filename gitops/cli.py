@@ -8,9 +8,8 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -22,7 +21,7 @@ from gitops.lease import Lease
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
 from gitops.model import DesiredState, ObservedState, observed_from_dict
-from gitops.observe import observe_all, open_hosts
+from gitops.observe import observe_all, observe_with_store, open_hosts
 from gitops.observed import converged
 from gitops.plan import Plan, render_markdown, render_text, short_revision
 from gitops.planner import PlanError, PlanOptions, observed_fingerprint
@@ -31,8 +30,6 @@ from gitops.progress import print_outcome, run_with_progress
 from gitops.reconciler import LocalSource, PassResult, Reconciler
 from gitops.source import Checkout, GitSource, SourceError, revision_of
 from gitops.state import StateError, StateStore, default_state_dir
-
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # also: any error for plan/apply
@@ -101,30 +98,25 @@ def _load_or_exit(path: Path) -> DesiredState:
 
 
 def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Path | None) -> ObservedState:
-    """Observe the hosts, trusting the containers the state store knows as declared; the others are
-    inspected once (settings changed by hand) and remembered when they are as declared."""
+    """Observe the hosts; containers the state store does not know as declared are inspected once."""
     try:
-        trusted = _with_store(state_dir, lambda store: store.trusted_containers())
+        store = StateStore(_state_dir(state_dir))
     except StateError:
-        trusted = {}
-    verified: dict[str, str] = {}
-    observed = observe_all(desired, hosts, trusted=trusted, verified=verified)
-    _trust(state_dir, verified)
-    return observed
-
-
-def _trust(state_dir: Path | None, ids: dict[str, str]) -> None:
-    if ids:
-        with contextlib.suppress(StateError):  # only a cache: without it, the next look inspects again
-            _with_store(state_dir, lambda store: store.trust_containers(ids))
-
-
-def _with_store(state_dir: Path | None, use: Callable[[StateStore], T]) -> T:
-    store = StateStore(_state_dir(state_dir))
+        return observe_all(desired, hosts)
     try:
-        return use(store)
+        return observe_with_store(desired, hosts, store)
     finally:
         store.close()
+
+
+def _trust(state_dir: Path | None, created: dict[str, str]) -> None:
+    """Remember the containers an apply created, so the next look needs no inspect (only a cache)."""
+    with contextlib.suppress(StateError):
+        store = StateStore(_state_dir(state_dir))
+        try:
+            store.trust_containers(created)
+        finally:
+            store.close()
 
 
 def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool,

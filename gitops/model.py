@@ -283,9 +283,6 @@ class DesiredState:
         return [Instance(service.name, service.hosts[i % len(service.hosts)], i)
                 for i in range(service.replicas)]
 
-    def all_instances(self) -> list[Instance]:
-        return [inst for svc in self.services for inst in self.instances(svc)]
-
 
 # --- observed ----------------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from gitops.docker_host import DockerHost, HostError
 from gitops.model import DesiredState, ObservedContainer, ObservedState, object_name
+from gitops.state import StateError, StateStore
 
 
 def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> dict[str, DockerHost]:
@@ -51,6 +52,23 @@ def observe_all(desired: DesiredState, hosts: dict[str, DockerHost], *, trusted:
                                      want_volumes=want[name][1]) for name, host in hosts.items()}
         observed = ObservedState(tuple(futures[name].result() for name in sorted(futures)))
     return _check_settings(desired, hosts, observed, trusted, verified if verified is not None else {})
+
+
+def observe_with_store(desired: DesiredState, hosts: dict[str, DockerHost], store: StateStore) -> ObservedState:
+    """observe_all, trusting the containers ``store`` knows as declared; it learns the ones found as
+    declared and forgets the ones gone from reachable hosts. The store is only a cache here: when it
+    cannot be read or written, more containers are inspected and nothing else changes."""
+    try:
+        trusted = store.trusted_containers()
+    except StateError:
+        trusted = {}
+    verified: dict[str, str] = {}
+    observed = observe_all(desired, hosts, trusted=trusted, verified=verified)
+    present = {h.host: {c.id for c in h.containers} for h in observed.hosts if h.reachable}
+    if verified or any(cid not in present.get(host, {cid}) for cid, host in trusted.items()):
+        with suppress(StateError):
+            store.trust_containers(verified, present=present)
+    return observed
 
 
 def _check_settings(desired: DesiredState, hosts: dict[str, DockerHost], observed: ObservedState,

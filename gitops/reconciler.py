@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gitops.docker_host import DockerHost, HostError
+from gitops.docker_host import HostError
 from gitops.executor import ApplyResult, Executor
 from gitops.failpoints import failpoint
 from gitops.lease import DEFAULT_TTL, Lease, new_holder
 from gitops.loading import load_repo
 from gitops.log import get_logger
 from gitops.model import DesiredState, ObservedState, ServiceSpec
-from gitops.observe import observe_all, open_hosts
+from gitops.observe import observe_with_store, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanError, PlanOptions, plan
 from gitops.source import Checkout, SourceError, revision_of
@@ -188,7 +188,7 @@ class Reconciler:
         self.last_desired = desired
 
         with open_hosts(desired) as hosts:
-            observed = self._observe(desired, hosts)
+            observed = observe_with_store(desired, hosts, self.state)
             self.last_observed = observed
             try:
                 the_plan = plan(desired, observed, options=self._options(observed))
@@ -219,7 +219,7 @@ class Reconciler:
                 return PassResult("skipped", revision, f"another reconciler ({held.holder}) is applying to these "
                                   f"hosts; its lease ends within {until:.0f}s")
             try:
-                observed = self._observe(desired, hosts)
+                observed = observe_with_store(desired, hosts, self.state)
                 the_plan = plan(desired, observed, options=self._options(observed))
                 drifted = _drifted(the_plan)
                 if not the_plan.has_changes:
@@ -235,7 +235,8 @@ class Reconciler:
                 applied = executor.apply(the_plan)
                 self._count_heal_starts(the_plan)
                 self._safe(lambda: self.state.trust_containers(executor.created))
-                self.last_observed = self._observe(desired, hosts)  # status reports what runs now, not before
+                # status reports what runs now, not before
+                self.last_observed = observe_with_store(desired, hosts, self.state)
             finally:
                 lease.release()
         services = applied.service_statuses()
@@ -254,19 +255,6 @@ class Reconciler:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
-
-    def _observe(self, desired: DesiredState, hosts: dict[str, DockerHost]) -> ObservedState:
-        """Observe; containers the store does not know as declared are inspected once (settings_drift)."""
-        try:
-            trusted = self.state.trusted_containers()
-        except StateError:
-            trusted = {}
-        verified: dict[str, str] = {}
-        observed = observe_all(desired, hosts, trusted=trusted, verified=verified)
-        present = {h.host: {c.id for c in h.containers} for h in observed.hosts if h.reachable}
-        if verified or any(cid not in present.get(host, {cid}) for cid, host in trusted.items()):
-            self._safe(lambda: self.state.trust_containers(verified, present=present))
-        return observed
 
     # -- gitops' own actions, told apart from drift ---------------------------------------------------------
     OWN_EVENTS = {"start": frozenset({"start"}), "stop": frozenset({"kill", "die", "stop"}),
