@@ -21,7 +21,7 @@ from gitops.manifests import (
 )
 from gitops.model import DesiredState
 from gitops.schema import validate_documents
-from gitops.validate import check_documents
+from gitops.validate import allowed_policy_exceptions, check_documents
 
 
 @dataclass
@@ -61,5 +61,5 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
         outcome.errors = build_errors
         return outcome
     outcome.desired = DesiredState(desired.project, desired.hosts, desired.networks, desired.volumes,
-                                   desired.services, revision)
+                                   desired.services, revision, tuple(allowed_policy_exceptions(valid)))
     return outcome

@@ -245,6 +245,21 @@ class VolumeSpec:
 
 
 @dataclass(frozen=True)
+class PolicyException:
+    """A setting a policy rule refuses, used because the Project allows that rule.
+
+    Plans list these at the top, where no value of the repository can hide them.
+    """
+
+    kind: str  # Service | Volume
+    name: str
+    rule: str  # the policy rule id, e.g. 'privileged'
+    detail: str  # what the setting is, e.g. 'bind mount of /srv/app'
+    file: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class ProjectSpec:
     name: str
     prune: bool = False
@@ -269,6 +284,7 @@ class DesiredState:
     volumes: tuple[VolumeSpec, ...]
     services: tuple[ServiceSpec, ...]
     revision: str = ""
+    exceptions: tuple[PolicyException, ...] = ()  # settings the Project's policy.allow let through
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:

@@ -8,6 +8,7 @@ both, and the next plan keeps the right one and removes the other).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections import defaultdict
@@ -427,6 +428,5 @@ def plan(desired: DesiredState, observed: ObservedState, *, options: PlanOptions
     """
     order = _service_order(desired.services)
     ordered = tuple(sorted(desired.services, key=lambda s: (order.get(s.name, 0), s.name)))
-    planner = _Planner(DesiredState(desired.project, desired.hosts, desired.networks, desired.volumes, ordered,
-                                    desired.revision), observed, options)
+    planner = _Planner(dataclasses.replace(desired, services=ordered), observed, options)
     return planner.run()

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gitops.manifests import Document, ManifestError
-from gitops.model import LABEL_PREFIX, LOCAL_HOST
+from gitops.model import LABEL_PREFIX, LOCAL_HOST, PolicyException
 from gitops.units import parse_duration, parse_size
 
 # --- policy ------------------------------------------------------------------------------------------
@@ -504,6 +504,31 @@ def _suggest(name: str, known: Iterable[str]) -> str:
 
     match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
+
+
+def allowed_policy_exceptions(docs: Sequence[Document]) -> list[PolicyException]:
+    """The settings of schema-valid ``docs`` that a policy rule refuses but the Project allows.
+
+    These are what a reviewer must see first: plans list them at the top.
+    """
+    projects = [d for d in docs if d.kind == "Project"]
+    project = projects[0] if projects else None
+    policy = (spec_of(project).get("policy") or {}) if project else {}
+    allow = set(policy.get("allow") or [])
+    extra_caps = policy.get("allowCapabilities") or []
+    defaults = (spec_of(project).get("defaults") or {}) if project else {}
+    out: list[PolicyException] = []
+    for doc in docs:
+        if doc.kind == "Service":
+            found = policy_violations(merged_service_spec(doc, defaults), extra_caps=extra_caps)
+        elif doc.kind == "Volume":
+            found = volume_policy_violations(spec_of(doc))
+        else:
+            continue
+        for v in found:
+            if v.rule in allow:
+                out.append(PolicyException(doc.kind, doc.name, v.rule, v.detail, doc.file, doc.where(v.path)[0]))
+    return sorted(set(out), key=lambda e: (e.kind, e.name, e.rule, e.detail))
 
 
 def check_documents(docs: Sequence[Document], *, broken: Sequence[Document] = ()) -> list[ManifestError]:
