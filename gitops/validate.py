@@ -1,144 +1,21 @@
 """Semantic checks and security policy over schema-valid documents.
 
 Runs after the JSON Schema: unique names, references, dependency cycles, port clashes, update
-order against fixed host ports, values that parse, and the policy of SECURITY.md item 4. Every
-error is located at the field it is about. Pure: no docker, git, network or clock.
+order against fixed host ports, values that parse, and the policy of SECURITY.md item 4 (its rules
+are in policy.py). Every error is located at the field it is about. Pure: no docker, git, network or clock.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import posixpath
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from gitops.manifests import Document, ManifestError
 from gitops.model import LABEL_PREFIX, LOCAL_HOST, PolicyException
+from gitops.policy import Policy, PolicyViolation, policy_findings, policy_message
 from gitops.units import parse_duration, parse_size
-
-# --- policy ------------------------------------------------------------------------------------------
-
-POLICY_RULES: dict[str, str] = {
-    "privileged": "a privileged container is root on the host",
-    "host-network": "sharing the host's network namespace bypasses network isolation",
-    "host-pid": "sharing the host's PID namespace lets the container see and signal host processes",
-    "host-ipc": "sharing the host's IPC namespace exposes host shared memory",
-    "host-uts": "sharing the host's UTS namespace lets the container change the host name",
-    "host-userns": "leaving the user namespace maps container root to host root",
-    "cap-add": "this capability is outside the allowlist",
-    "devices": "passing host devices gives direct hardware access",
-    "seccomp-unconfined": "turning seccomp off exposes every system call",
-    "apparmor-unconfined": "turning AppArmor off removes the mandatory access control profile",
-    "sensitive-bind-mount": "bind-mounting this host path exposes or lets the container change the host",
-    "docker-socket-mount": "the Docker or containerd socket is root on the host",
-    "volume-bind-option": "a local volume with o=bind or device= is a bind mount of a host path",
-}
-
-# Docker's default capability set: adding one back after a capDrop is harmless.
-CAPABILITY_ALLOWLIST = frozenset({
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE",
-    "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
-})
-
-_SENSITIVE_TREES = ("/etc", "/proc", "/sys", "/root", "/var/lib/docker", "/var/lib/containerd", "/boot",
-                    "/dev")
-_SOCKET_NAMES = ("docker.sock", "containerd.sock", "dockershim.sock", "cri-dockerd.sock", "podman.sock")
-_SOCKET_DIRS = ("/run/docker", "/run/containerd", "/run/podman")
-_SOCKET_PATHS = ("/run/docker.sock", "/run/containerd/containerd.sock")
-
-
-def normalize_host_path(path: str) -> str:
-    """Canonical form of an absolute host path: '//var/run/' -> '/run', '/a/./b/../c' -> '/a/c'."""
-    squashed = "/" + "/".join(part for part in path.split("/") if part)
-    norm = posixpath.normpath(squashed)
-    if norm == "/var/run" or norm.startswith("/var/run/"):
-        norm = "/run" + norm[len("/var/run"):]
-    return norm
-
-
-def classify_bind_source(path: str) -> list[str]:
-    """Every policy rule a bind mount of ``path`` breaks (none when it is harmless).
-
-    One path can break two rules: '/' is a sensitive tree and also holds the Docker socket, so
-    allowing one rule must not let the other through.
-    """
-    norm = normalize_host_path(path)
-    rules = []
-    base = posixpath.basename(norm)
-    holds_socket = (
-        base in _SOCKET_NAMES
-        or any(norm == d or norm.startswith(d + "/") for d in _SOCKET_DIRS)
-        # a parent of a socket (/, /run, /var/run) hands out the socket too
-        or any(sock == norm or sock.startswith(norm.rstrip("/") + "/") for sock in _SOCKET_PATHS)
-    )
-    if holds_socket:
-        rules.append("docker-socket-mount")
-    if norm == "/" or any(norm == tree or norm.startswith(tree + "/") or tree.startswith(norm + "/")
-                          for tree in _SENSITIVE_TREES):
-        rules.append("sensitive-bind-mount")
-    return rules
-
-
-@dataclass(frozen=True)
-class PolicyViolation:
-    rule: str
-    path: tuple[str | int, ...]
-    detail: str
-
-
-def policy_violations(spec: dict[str, Any], *, extra_caps: Iterable[str] = ()) -> list[PolicyViolation]:
-    """Dangerous settings in a (merged) service spec, each with the rule that refuses it."""
-    out: list[PolicyViolation] = []
-    if spec.get("privileged") is True:
-        out.append(PolicyViolation("privileged", ("spec", "privileged"), "privileged: true"))
-    if spec.get("networkMode") == "host":
-        out.append(PolicyViolation("host-network", ("spec", "networkMode"), "networkMode: host"))
-    for field_name, rule in (("pid", "host-pid"), ("ipc", "host-ipc"), ("uts", "host-uts"),
-                             ("userns", "host-userns")):
-        if spec.get(field_name) == "host":
-            out.append(PolicyViolation(rule, ("spec", field_name), f"{field_name}: host"))
-    allowed_caps = CAPABILITY_ALLOWLIST | set(extra_caps)
-    for i, cap in enumerate(spec.get("capAdd", [])):
-        name = cap.removeprefix("CAP_")
-        if name not in allowed_caps:
-            out.append(PolicyViolation("cap-add", ("spec", "capAdd", i), f"capAdd {cap}"))
-    for i, dev in enumerate(spec.get("devices", [])):
-        out.append(PolicyViolation("devices", ("spec", "devices", i), f"device {dev}"))
-    for i, opt in enumerate(spec.get("securityOpt", [])):
-        key, _, value = opt.replace(":", "=", 1).partition("=")
-        if key == "seccomp" and value == "unconfined":
-            out.append(PolicyViolation("seccomp-unconfined", ("spec", "securityOpt", i), opt))
-        elif key == "apparmor" and value == "unconfined":
-            out.append(PolicyViolation("apparmor-unconfined", ("spec", "securityOpt", i), opt))
-    for i, mount in enumerate(spec.get("mounts", [])):
-        if mount.get("type") == "bind" and isinstance(mount.get("source"), str):
-            for rule in classify_bind_source(mount["source"]):
-                out.append(PolicyViolation(rule, ("spec", "mounts", i, "source"),
-                                           f"bind mount of {mount['source']}"))
-    return out
-
-
-def volume_policy_violations(spec: dict[str, Any]) -> list[PolicyViolation]:
-    out = []
-    if spec.get("driver", "local") == "local":
-        for key, value in sorted((spec.get("options") or {}).items()):
-            # device=/host/path (with or without o=bind) mounts a host path; device=tmpfs or an NFS
-            # export (device=:/export) does not.
-            if (key == "device" and value.startswith("/")) or (key == "o" and "bind" in value.split(",")):
-                out.append(PolicyViolation("volume-bind-option", ("spec", "options", key),
-                                           f"option {key}={value}"))
-    return out
-
-
-def _policy_message(v: PolicyViolation) -> str:
-    from gitops.schema import format_path
-
-    return (f"{format_path(v.path)}: {v.detail} refused by policy rule '{v.rule}' ({POLICY_RULES[v.rule]}); "
-            f"if this is intended, add '{v.rule}' to spec.policy.allow of the Project")
-
 
 # --- helpers shared with desired.py -------------------------------------------------------------------
 
@@ -244,13 +121,18 @@ def _ip_overlap(a: str, b: str) -> bool:
     return a in unspecified or b in unspecified or a == b
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
+def _parse_url(raw: str) -> SplitResult | str:
+    """The URL, or why it is not one (urlsplit and .port raise on '[::1' and ':99999')."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        url = urlsplit(raw)
+        url.hostname  # noqa: B018 - parses the host part: raises on a bracket left open
     except ValueError:
-        return False
+        return "the host is not a valid address (an IPv6 address needs both brackets, as in tcp://[::1]:2376)"
+    try:
+        url.port  # noqa: B018 - raises on a port that is not a number, or out of range
+    except ValueError:
+        return "the port must be a number from 1 to 65535"
+    return url
 
 
 class _Checker:
@@ -275,22 +157,16 @@ class _Checker:
                                              "'kind: Project' and metadata.name to name the project "
                                              "(its name labels every container gitops manages)"))
         project = projects[0] if projects else None
-        allow = set((spec_of(project).get("policy") or {}).get("allow") or []) if project else set()
-        extra_caps = ((spec_of(project).get("policy") or {}).get("allowCapabilities") or []) if project else []
         defaults = (spec_of(project).get("defaults") or {}) if project else {}
         hosts = list(self.by_kind["Host"].values())
         for host in hosts:
             self.host(host)
-        for volume in self.by_kind["Volume"].values():
-            for v in volume_policy_violations(spec_of(volume)):
-                if v.rule not in allow:
-                    self.err(volume, v.path, _policy_message(v))
+        if project is not None:
+            self.policy_paths(project)
         services = {name: merged_service_spec(doc, defaults) for name, doc in self.by_kind["Service"].items()}
         for name, doc in self.by_kind["Service"].items():
             self.service(doc, services[name], hosts, services)
-            for v in policy_violations(services[name], extra_caps=extra_caps):
-                if v.rule not in allow:
-                    self.err(doc, v.path, _policy_message(v))
+        self.policy(project, services)
         self.cycles(services)
         self.port_clashes(services, hosts)
         return self.errors
@@ -309,17 +185,36 @@ class _Checker:
             for doc in list(self.by_kind["Project"].values())[1:]:
                 self.err(doc, ("kind",), "kind: only one Project may exist in a repository; merge them")
 
+    def policy(self, project: Document | None, services: dict[str, dict[str, Any]]) -> None:
+        """Each setting a policy rule refuses, unless the Project allows it (gitops/policy.py)."""
+        policy = Policy.of(spec_of(project) if project else {})
+        for kind, name, v in _findings(self.by_kind, project, services):
+            if not policy.allows(v):
+                self.err(self.by_kind[kind][name], v.path, policy_message(v))
+
+    def policy_paths(self, project: Document) -> None:
+        paths = (spec_of(project).get("policy") or {}).get("allowHostPaths") or []
+        for i, path in enumerate(paths):
+            if ".." in path.split("/"):
+                self.err(project, ("spec", "policy", "allowHostPaths", i), f"spec.policy.allowHostPaths[{i}]: "
+                         f"{path!r} contains '..'; write the folder without it")
+
     def host(self, doc: Document) -> None:
         spec = spec_of(doc)
-        url = urlsplit(spec["url"])
+        raw = spec["url"]
+        url = _parse_url(raw)
+        if isinstance(url, str):
+            self.err(doc, ("spec", "url"), f"spec.url: {raw!r} is not a valid URL: {url}")
+            return
         if url.scheme == "tcp":
-            if not url.hostname or url.port is None:
+            if not url.hostname or not url.port:
                 self.err(doc, ("spec", "url"), "spec.url: tcp:// needs a host and a port, "
                          "e.g. tcp://10.0.0.5:2376")
-            elif not spec.get("tls") and not spec.get("insecure") and not _is_loopback(url.hostname):
+            elif not spec.get("tls") and not spec.get("insecure"):
+                # loopback included: a Host manifest must not make gitops call local services
                 self.err(doc, ("spec", "url"), f"spec.url: plain tcp:// to {url.hostname} sends the "
-                         "Docker API (root on that host) unencrypted; configure spec.tls, or set "
-                         "spec.insecure: true to accept the risk")
+                         "Docker API (root on that host) unencrypted and lets a manifest make gitops call "
+                         "any service there; configure spec.tls, or set spec.insecure: true to accept the risk")
             tls = spec.get("tls") or {}
             if tls.get("verify") is False and not spec.get("insecure"):
                 self.err(doc, ("spec", "tls", "verify"), "spec.tls.verify: false turns off server "
@@ -375,6 +270,10 @@ class _Checker:
                 if not source or not source.startswith("/"):
                     self.err(doc, path, f"spec.mounts[{i}]: a bind mount needs an absolute source path "
                              "on the host")
+                elif ".." in source.split("/"):
+                    self.err(doc, (*path, "source"), f"spec.mounts[{i}].source: {source!r} contains '..': "
+                             "Docker resolves it on the host after following symlinks, so write the path "
+                             "without '..'")
             elif mtype == "tmpfs" and source:
                 self.err(doc, (*path, "source"), f"spec.mounts[{i}].source: a tmpfs mount has no source")
             if mtype != "tmpfs" and "size" in mount:
@@ -506,28 +405,31 @@ def _suggest(name: str, known: Iterable[str]) -> str:
     return f"; did you mean '{match[0]}'?" if match else ""
 
 
+def _findings(by_kind: dict[str, dict[str, Document]], project: Document | None,
+              services: dict[str, dict[str, Any]]) -> list[tuple[str, str, PolicyViolation]]:
+    return policy_findings(spec_of(project) if project else {}, services,
+                           {name: spec_of(doc) for name, doc in by_kind["Volume"].items()},
+                           {name: spec_of(doc) for name, doc in by_kind["Network"].items()})
+
+
 def allowed_policy_exceptions(docs: Sequence[Document]) -> list[PolicyException]:
     """The settings of schema-valid ``docs`` that a policy rule refuses but the Project allows.
 
-    These are what a reviewer must see first: plans list them at the top.
+    Bind mounts inside spec.policy.allowHostPaths are among them (rule 'host-path'). These are what
+    a reviewer must see first: plans list them at the top.
     """
-    projects = [d for d in docs if d.kind == "Project"]
-    project = projects[0] if projects else None
-    policy = (spec_of(project).get("policy") or {}) if project else {}
-    allow = set(policy.get("allow") or [])
-    extra_caps = policy.get("allowCapabilities") or []
-    defaults = (spec_of(project).get("defaults") or {}) if project else {}
-    out: list[PolicyException] = []
+    by_kind: dict[str, dict[str, Document]] = defaultdict(dict)
     for doc in docs:
-        if doc.kind == "Service":
-            found = policy_violations(merged_service_spec(doc, defaults), extra_caps=extra_caps)
-        elif doc.kind == "Volume":
-            found = volume_policy_violations(spec_of(doc))
-        else:
-            continue
-        for v in found:
-            if v.rule in allow:
-                out.append(PolicyException(doc.kind, doc.name, v.rule, v.detail, doc.file, doc.where(v.path)[0]))
+        by_kind[doc.kind].setdefault(doc.name, doc)
+    project = next(iter(by_kind["Project"].values()), None)
+    defaults = (spec_of(project).get("defaults") or {}) if project else {}
+    services = {name: merged_service_spec(doc, defaults) for name, doc in by_kind["Service"].items()}
+    policy = Policy.of(spec_of(project) if project else {})
+    out: list[PolicyException] = []
+    for kind, name, v in _findings(by_kind, project, services):
+        if policy.allows(v):
+            doc = by_kind[kind][name]
+            out.append(PolicyException(kind, name, v.rule, v.detail, doc.file, doc.where(v.path)[0]))
     return sorted(set(out), key=lambda e: (e.kind, e.name, e.rule, e.detail))
 
 

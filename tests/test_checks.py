@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from gitops.loading import load_repo
-from gitops.validate import classify_bind_source, find_cycles, normalize_host_path
+from gitops.policy import classify_bind_source, normalize_host_path
+from gitops.validate import find_cycles
 from tests.conftest import PROJECT, service
 
 NET = "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: %s}\n"
@@ -55,8 +56,8 @@ def test_a_project_is_required_and_only_one(repo) -> None:
     ("resources: {memory: 1Mi}\n", "s.yaml:7:23: spec.resources.memory: Docker needs at least 6Mi"),
     ("resources: {memory: 64Mi, memoryReservation: 128Mi}\n",
      "s.yaml:7:48: spec.resources.memoryReservation: must not exceed memory"),
-    ("mounts: [{type: bind, source: /srv, target: /d, size: 1Mi}]\n",
-     "s.yaml:7:57: spec.mounts[0].size: only tmpfs mounts have a size"),
+    ("mounts: [{type: volume, source: data, target: /d, size: 1Mi}]\n",
+     "s.yaml:7:59: spec.mounts[0].size: only tmpfs mounts have a size"),
     ("healthcheck: {http: {port: 8080}}\n",
      "s.yaml:7:30: spec.healthcheck.http.port: container port 8080 must be published with a fixed host port in "
      "spec.ports: the reconciler probes it from outside the container"),
@@ -109,18 +110,27 @@ def test_find_cycles_is_iterative_for_long_chains() -> None:
 
 @pytest.mark.parametrize("url, expected", [
     ("tcp://10.1.2.3:2375", "h.yaml:4:13: spec.url: plain tcp:// to 10.1.2.3 sends the Docker API (root on that "
-     "host) unencrypted; configure spec.tls, or set spec.insecure: true to accept the risk"),
+     "host) unencrypted and lets a manifest make gitops call any service there; configure spec.tls, or set "
+     "spec.insecure: true to accept the risk"),
+    ("tcp://127.0.0.1:2375", "h.yaml:4:13: spec.url: plain tcp:// to 127.0.0.1 sends the Docker API (root on "
+     "that host) unencrypted and lets a manifest make gitops call any service there; configure spec.tls, or "
+     "set spec.insecure: true to accept the risk"),
     ("tcp://10.1.2.3", "h.yaml:4:13: spec.url: tcp:// needs a host and a port, e.g. tcp://10.0.0.5:2376"),
+    ("tcp://10.1.2.3:0", "h.yaml:4:13: spec.url: tcp:// needs a host and a port, e.g. tcp://10.0.0.5:2376"),
+    ("tcp://h:99999", "h.yaml:4:13: spec.url: 'tcp://h:99999' is not a valid URL: the port must be a number "
+     "from 1 to 65535"),
     ("ftp://x", "h.yaml:4:13: spec.url: 'ftp://x' is not valid: unix:///var/run/docker.sock, tcp://10.0.0.5:2376 or ssh://deploy@host."),
 ])
 def test_host_urls(repo, url: str, expected: str) -> None:
     assert errors(repo, {"h.yaml": HOST % ("h1", url)}) == [expected]
 
 
-def test_plain_tcp_allowed_on_loopback_or_when_insecure(repo) -> None:
-    ok = HOST % ("h1", "tcp://127.0.0.1:2375") + "---\n" + HOST % ("h2", "tcp://10.1.2.3:2375") + "  insecure: true\n"
-    assert errors(repo, {"h.yaml": ok.replace("spec: {url: tcp://10.1.2.3:2375}\n  insecure: true",
-                                             "spec: {url: 'tcp://10.1.2.3:2375', insecure: true}")}) == []
+def test_plain_tcp_allowed_only_when_insecure(repo) -> None:
+    """Loopback included: a Host manifest must not make gitops call a local service unasked."""
+    ok = ("apiVersion: gitops/v1\nkind: Host\nmetadata: {name: h1}\nspec: {url: 'tcp://127.0.0.1:2375', "
+          "insecure: true}\n---\napiVersion: gitops/v1\nkind: Host\nmetadata: {name: h2}\n"
+          "spec: {url: 'tcp://10.1.2.3:2375', insecure: true}\n")
+    assert errors(repo, {"h.yaml": ok}) == []
 
 
 def test_tls_files_must_be_inside_the_repo(repo, tmp_path) -> None:
@@ -159,21 +169,30 @@ POLICY_CASES = [
     ("cap-add", "capAdd: [SYS_ADMIN]", "spec.capAdd[0]: capAdd SYS_ADMIN"),
     ("cap-add", "capAdd: [ALL]", "spec.capAdd[0]: capAdd ALL"),
     ("devices", "devices: [/dev/sda]", "spec.devices[0]: device /dev/sda"),
-    ("seccomp-unconfined", "securityOpt: [seccomp=unconfined]", "spec.securityOpt[0]: seccomp=unconfined"),
-    ("seccomp-unconfined", "securityOpt: ['seccomp:unconfined']", "spec.securityOpt[0]: seccomp:unconfined"),
-    ("apparmor-unconfined", "securityOpt: [apparmor=unconfined]", "spec.securityOpt[0]: apparmor=unconfined"),
+    ("container-network", "networkMode: 'container:db'", "spec.networkMode: networkMode: container:db"),
+    ("seccomp-profile", "securityOpt: [seccomp=unconfined]", "spec.securityOpt[0]: securityOpt seccomp=unconfined"),
+    ("seccomp-profile", "securityOpt: ['seccomp:unconfined']", "spec.securityOpt[0]: securityOpt seccomp:unconfined"),
+    ("apparmor-profile", "securityOpt: [apparmor=unconfined]", "spec.securityOpt[0]: securityOpt apparmor=unconfined"),
+    ("selinux-label", "securityOpt: ['label=disable']", "spec.securityOpt[0]: securityOpt label=disable"),
+    ("security-opt", "securityOpt: ['systempaths=unconfined']",
+     "spec.securityOpt[0]: securityOpt systempaths=unconfined"),
 ]
 
 SOCK, SENS = "docker-socket-mount", "sensitive-bind-mount"
+# The second layer: rules a bind mount needs even inside an allowed host path prefix.
 BIND_CASES = [
     ("/", [SOCK, SENS]), ("/etc", [SENS]), ("/etc/ssl/", [SENS]), ("/proc", [SENS]), ("/sys/fs", [SENS]),
     ("/root", [SENS]), ("/var/lib/docker", [SENS]), ("/var/lib/docker/volumes", [SENS]),
     ("/var", [SENS]),  # a parent of /var/lib/docker
-    ("/var/run/docker.sock", [SOCK]), ("//var/run/docker.sock", [SOCK]), ("/run/docker.sock", [SOCK]),
-    ("/var/run/docker.sock/", [SOCK]), ("/var/./run/../run/docker.sock", [SOCK]), ("/run", [SOCK]),
-    ("/var/run", [SOCK]), ("/run/containerd/containerd.sock", [SOCK]),
-    ("/home/me/.docker/run/docker.sock", [SOCK]),
+    ("/usr", [SENS]), ("/bin", [SENS]), ("/lib", [SENS]), ("/var/spool/cron/crontabs", [SENS]),
+    ("/run/dbus/system_bus_socket", [SENS]), ("/run/systemd/private", [SENS]),
+    ("/run/user/1000", [SOCK, SENS]),  # a rootless docker.sock's folder
+    ("/var/run/docker.sock", [SOCK, SENS]), ("//var/run/docker.sock", [SOCK, SENS]),
+    ("/run/docker.sock", [SOCK, SENS]), ("/var/run/docker.sock/", [SOCK, SENS]),
+    ("/var/./run/../run/docker.sock", [SOCK, SENS]), ("/run", [SOCK, SENS]), ("/var/run", [SOCK, SENS]),
+    ("/run/containerd/containerd.sock", [SOCK, SENS]), ("/home/me/.docker/run/docker.sock", [SOCK]),
     ("/srv/app", []), ("/home/app/data", []), ("/etcetera", []), ("/opt/var/lib/docker-notes", []),
+    ("/usrlocal", []), ("/runner", []),
 ]
 
 
@@ -192,15 +211,21 @@ def test_bind_mount_classification(path: str, rules: list[str]) -> None:
     assert classify_bind_source(path) == rules
 
 
-@pytest.mark.parametrize("path, rules", [c for c in BIND_CASES if c[1]])
+@pytest.mark.parametrize("path, rules", [c for c in BIND_CASES if ".." not in c[0]])  # '..' is an error
 def test_bind_mount_policy_end_to_end(repo, path: str, rules: list[str]) -> None:
-    """Each rule a path breaks is reported, and allowing one rule does not let the other through."""
+    """Outside allowHostPaths, every bind mount is refused by host-path; inside even '/', each
+    second-layer rule is still reported, and allowing one does not let the other through."""
     body = f"mounts: [{{type: bind, source: '{path}', target: /x}}]"
     found = errors(repo, {"s.yaml": service("web", body)})
-    assert [r for r in (SOCK, SENS) if any(f"refused by policy rule '{r}'" in f for f in found)] == rules
-    allow_first = PROJECT + f"spec:\n  policy:\n    allow: [{rules[0]}]\n"
-    left = errors(repo, {"project.yaml": allow_first, "s.yaml": service("web", body)})
-    assert len(left) == len(rules) - 1
+    assert [r for r in ("host-path", SOCK, SENS) if any(f"refused by policy rule '{r}'" in f for f in found)] == [
+        "host-path", *rules]
+    everywhere = PROJECT + "spec:\n  policy:\n    allowHostPaths: ['/']\n"
+    left = errors(repo, {"project.yaml": everywhere, "s.yaml": service("web", body)})
+    assert [r for r in (SOCK, SENS) if any(f"refused by policy rule '{r}'" in f for f in left)] == rules
+    assert len(left) == len(rules)
+    if rules:
+        allow_first = everywhere + f"    allow: [{rules[0]}]\n"
+        assert len(errors(repo, {"project.yaml": allow_first, "s.yaml": service("web", body)})) == len(rules) - 1
 
 
 def test_allowlisted_capabilities_and_project_extras(repo) -> None:
@@ -216,12 +241,14 @@ def test_allowlisted_capabilities_and_project_extras(repo) -> None:
     ("{type: tmpfs, device: tmpfs, o: 'size=100m'}", False),
     ("{type: nfs, o: 'addr=10.0.0.1,rw', device: ':/export'}", False),
 ])
-def test_volume_bind_options(repo, options: str, refused: bool) -> None:
+def test_volume_options(repo, options: str, refused: bool) -> None:
     vol = VOL % "data" + f"spec:\n  options: {options}\n"
     found = errors(repo, {"v.yaml": vol})
     assert bool(found) == refused
     if refused:
-        assert "refused by policy rule 'volume-bind-option'" in found[0]
+        assert "refused by policy rule 'volume-options'" in found[0]
+        allowed = PROJECT + "spec:\n  policy:\n    allow: [volume-options]\n"
+        assert errors(repo, {"project.yaml": allowed, "v.yaml": vol}) == []
 
 
 def test_policy_sees_merge_keys(repo) -> None:

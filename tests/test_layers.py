@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CORE = ["gitops.model", "gitops.manifests", "gitops.schema", "gitops.validate", "gitops.desired",
-        "gitops.units", "gitops.loading", "gitops.planner", "gitops.plan", "gitops.testing", "gitops.settings_drift"]
+CORE = ["gitops.model", "gitops.manifests", "gitops.schema", "gitops.validate", "gitops.policy",
+        "gitops.desired", "gitops.units", "gitops.loading", "gitops.planner", "gitops.plan", "gitops.testing", "gitops.settings_drift"]
 
 
 def test_core_modules_load_neither_docker_nor_git() -> None:
@@ -26,7 +26,7 @@ def test_core_sources_do_not_read_the_clock() -> None:
     import importlib
     import inspect
 
-    for name in ["gitops.model", "gitops.schema", "gitops.validate", "gitops.desired", "gitops.units",
+    for name in ["gitops.model", "gitops.schema", "gitops.validate", "gitops.policy", "gitops.desired", "gitops.units",
                  "gitops.planner", "gitops.plan", "gitops.testing", "gitops.settings_drift"]:
         source = inspect.getsource(importlib.import_module(name))
         for forbidden in ("time.time(", "datetime.now(", "import docker", "import git", "import socket"):
