@@ -11,17 +11,21 @@ the daemon exits; a second signal also cancels health waits in progress, which r
 
 from __future__ import annotations
 
+import ipaddress
 import random
+import resource
 import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gitops.log import get_logger
 from gitops.metrics import Metrics
 from gitops.reconciler import PassResult, Reconciler
+from gitops.server import ServerLimits
 from gitops.status import build_status
 
 
@@ -256,21 +260,73 @@ class EventWatch:
                 self._timer.cancel()
 
 
-def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
-          watch: Path | None = None) -> int:
-    """Run the daemon in the foreground: HTTP server in a thread, the worker in this (main) thread."""
-    import uvicorn
+def exposure_warning(host: str, *, token: bool) -> str | None:
+    """What to warn about when /status and /metrics are open to more than this machine."""
+    if token or _is_loopback(host):
+        return None
+    return (f"listening on {host} without a status token: anyone who reaches the port can read /status and "
+            "/metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
 
-    from gitops.server import make_app
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name (other than localhost) may resolve anywhere
+
+
+FD_OVERHEAD = 32  # the listener, the event loop's own descriptors, log files
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (git, Docker and the server all need descriptors);
+    return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 16
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft if soft != resource.RLIM_INFINITY else target
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft
+    return target
+
+
+def fit_limits(limits: ServerLimits, nofile: int) -> ServerLimits:
+    """``limits`` with at most half of ``nofile`` for the HTTP server (its connections and its accept
+    batch): the other half stays for the worker's git, Docker and state-store connections, however
+    many clients connect."""
+    share = max(2, nofile // 2 - FD_OVERHEAD)
+    batch = min(limits.accept_batch, share // 2)
+    connections = min(limits.max_connections, share - batch)
+    return replace(limits, accept_batch=batch, max_connections=connections)
+
+
+def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
+          watch: Path | None = None, status_token: bytes | None = None,
+          limits: ServerLimits | None = None) -> int:
+    """Run the daemon in the foreground: HTTP server in a thread, the worker in this (main) thread."""
+    from gitops.server import make_app, make_server
 
     host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    asked = limits or ServerLimits()
+    nofile = raise_fd_limit()
+    limits = fit_limits(asked, nofile)
+    if limits.max_connections < asked.max_connections:
+        daemon.log.warning("daemon.max_connections_lowered", max_connections=limits.max_connections,
+                           asked=asked.max_connections, rlimit_nofile=nofile,
+                           note="half of RLIMIT_NOFILE stays for git, Docker and the state store")
     app = make_app(daemon, secret=secret or b"", branch=branch, metrics=daemon.metrics,
-                   log=lambda event, **kw: daemon.log.info(event, **kw))
+                   log=lambda event, **kw: daemon.log.info(event, **kw), status_token=status_token)
     if not secret:
         app.router.routes = [r for r in app.router.routes if not getattr(r, "path", "").startswith("/hooks")]
-    config = uvicorn.Config(app, host=host or "127.0.0.1", port=int(port), log_level="warning", access_log=False,
-                            lifespan="off")
-    server = uvicorn.Server(config)
+    warning = exposure_warning(host, token=bool(status_token))
+    if warning:
+        daemon.log.warning("daemon.status_open", message=warning)
+    server = make_server(app, host=host, port=int(port), limits=limits)
     thread = threading.Thread(target=server.run, name="gitops-http", daemon=True)
     thread.start()
     watcher = FolderWatch(watch, daemon.request_pass) if watch else None
@@ -284,6 +340,8 @@ def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
 
     daemon.install_signal_handlers(on_stop)
     daemon.log.info("daemon.started", listen=listen, interval=daemon.interval, webhooks=bool(secret),
+                    status_token=bool(status_token), max_connections=limits.max_connections,
+                    header_timeout=limits.header_timeout, body_timeout=limits.body_timeout,
                     watch=str(watch) if watch else None)
     try:
         daemon.run_worker()

@@ -12,10 +12,9 @@ import threading
 import time
 
 import pytest
-import uvicorn
 
 from gitops.metrics import Metrics
-from gitops.server import make_app
+from gitops.server import make_app, make_server
 from gitops.webhooks import signature_ok
 
 SECRET = b"It's a Secret to Everybody"
@@ -80,21 +79,26 @@ class View:
         return True
 
 
+def running(app):  # type: ignore[no-untyped-def]
+    """Serve ``app`` on a free loopback port with the daemon's server (make_server: its limits)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = make_server(app, host="127.0.0.1", port=port, log_level="error")
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started
+    return srv, thread, port
+
+
 @pytest.fixture(scope="module")
 def server():
     view = View()
     metrics = Metrics()
-    app = make_app(view, secret=SECRET, branch="main", metrics=metrics, body_limit=1024 * 1024)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.05)
+    srv, thread, port = running(make_app(view, secret=SECRET, branch="main", metrics=metrics, body_limit=1024 * 1024))
     yield port, view, metrics
     srv.should_exit = True
     thread.join(5)
@@ -227,3 +231,73 @@ def test_fuzzed_requests_never_get_a_5xx(server) -> None:
     assert max(codes) < 500 and 401 in codes
     text = metrics.render().decode()
     assert 'gitops_webhook_requests_total{code="401",provider="github"}' in text
+
+
+# --- the status token (SECURITY.md 16) ---------------------------------------------------------------------
+
+TOKEN = "tok-3Fq9-status"
+
+
+@pytest.fixture(scope="module")
+def guarded():
+    view = View()
+    srv, thread, port = running(make_app(view, secret=SECRET, branch="main", metrics=Metrics(),
+                                         status_token=TOKEN.encode()))
+    yield port, view
+    srv.should_exit = True
+    thread.join(5)
+
+
+def raw_get(port: int, path: str, *header_lines: bytes) -> tuple[int, bytes, bytes]:
+    """GET with header lines sent as raw bytes (non-ASCII included); status, head and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  + b"".join(line + b"\r\n" for line in header_lines) + b"\r\n")
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+@pytest.mark.parametrize("path", ["/status", "/metrics"])
+@pytest.mark.parametrize("lines", [
+    (),
+    (b"Authorization: Bearer",),
+    (b"Authorization: Bearer ",),
+    (b"Authorization: Bearer wrong",),
+    (b"Authorization: Bearer " + TOKEN.encode() + b"x",),
+    (b"Authorization: Bearer " + TOKEN.encode()[:-1],),
+    (b"Authorization: Basic " + TOKEN.encode(),),
+    (b"Authorization: " + TOKEN.encode(),),
+    (b"Authorization: Bearer \xe9\xe9\xff",),  # non-ASCII: 401, never a 500
+    (b"Authorization: Bearer " + TOKEN.encode()[:-1] + b"\xe9",),
+    (b"Authorization: Bearer wrong", b"Authorization: Bearer " + TOKEN.encode()),  # two: ambiguous
+], ids=["none", "bearer-only", "bearer-space", "wrong", "longer", "shorter", "basic", "no-scheme", "non-ascii",
+        "non-ascii-tail", "two-headers"])
+def test_status_and_metrics_refuse_without_the_right_token(guarded, path: str, lines: tuple[bytes, ...]) -> None:
+    port, _ = guarded
+    status, head, body = raw_get(port, path, *lines)
+    assert status == 401
+    assert b'\r\nwww-authenticate: Bearer realm="gitops"\r\n' in head + b"\r\n"
+    assert json.loads(body) == {"error": "missing or wrong bearer token"}
+    assert TOKEN.encode()[:6] not in body
+
+
+@pytest.mark.parametrize("scheme", [b"Bearer", b"bearer", b"BEARER"])
+def test_status_and_metrics_with_the_token(guarded, scheme: bytes) -> None:
+    port, _ = guarded
+    for path in ("/status", "/metrics"):
+        assert raw_get(port, path, b"Authorization: " + scheme + b" " + TOKEN.encode())[0] == 200
+
+
+def test_healthz_readyz_and_webhooks_do_not_need_the_status_token(guarded) -> None:
+    port, view = guarded
+    assert raw_get(port, "/healthz")[0] == 200 and raw_get(port, "/readyz")[0] == 200
+    before = len(view.requests)
+    assert post(port, "/hooks/github", PUSH, gh(PUSH))[0] == 202 and len(view.requests) == before + 1
+
+
+def test_without_a_token_status_stays_open(server) -> None:
+    port, _, _ = server
+    assert raw_get(port, "/status")[0] == 200 and raw_get(port, "/metrics")[0] == 200
