@@ -8,8 +8,12 @@ Pure: no docker, git, network or clock.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from gitops.model import PolicyException
 
 Action = Literal["create", "update", "remove", "noop"]
 OpKind = Literal[
@@ -44,11 +48,13 @@ class FieldChange:
 
 
 def _show(value: Any) -> str:
+    """A value as one line of text: bare when plain, else quoted as JSON (so '' and ' a' stay visible)."""
     if value is None:
         return "(none)"
     if isinstance(value, str):
-        return value if value and " " not in value else json.dumps(value)
-    return json.dumps(value, sort_keys=True)
+        plain = value and " " not in value and escape_text(value) == value
+        return value if plain else escape_text(json.dumps(value, ensure_ascii=False))
+    return escape_text(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class Plan:
     observed_fingerprint: str = ""
     warnings: tuple[str, ...] = ()
     unreachable: tuple[tuple[str, str], ...] = ()  # (host, error)
+    # Settings a policy rule refuses that the Project allows: shown first in every format, where no
+    # value can push them out of sight. The planner sorts them.
+    allowed: tuple[PolicyException, ...] = ()
 
     @property
     def changes(self) -> list[Step]:
@@ -98,6 +107,7 @@ class Plan:
     # --- serialisation ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
+            "allowed_by_policy": [_allowed_dict(e) for e in self.allowed],
             "format": PLAN_FORMAT,
             "project": self.project,
             "revision": self.revision,
@@ -110,7 +120,8 @@ class Plan:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """Deterministic JSON, ASCII only (every control and bidi character is a \\u escape), CI-safe."""
+        return ci_safe_json(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
@@ -129,7 +140,13 @@ class Plan:
             ))
         return cls(data["project"], data["revision"], tuple(steps), data.get("desired_fingerprint", ""),
                    data.get("observed_fingerprint", ""), tuple(data.get("warnings", [])),
-                   tuple((u["host"], u["error"]) for u in data.get("unreachable", [])))
+                   tuple((u["host"], u["error"]) for u in data.get("unreachable", [])),
+                   tuple(PolicyException(a["kind"], a["name"], a["rule"], a["detail"], a.get("file", ""),
+                                         a.get("line", 0)) for a in data.get("allowed_by_policy", [])))
+
+
+def _allowed_dict(e: PolicyException) -> dict[str, Any]:
+    return {"rule": e.rule, "kind": e.kind, "name": e.name, "detail": e.detail, "file": e.file, "line": e.line}
 
 
 def _step_dict(step: Step) -> dict[str, Any]:
@@ -139,6 +156,110 @@ def _step_dict(step: Step) -> dict[str, Any]:
     out["depends_on"] = list(step.depends_on)
     out["ops"] = [asdict(o) for o in step.ops]
     return out
+
+
+# --- escaping -----------------------------------------------------------------------------------------
+# Values, names, file names and error messages come from repositories anyone may send a pull request to,
+# and from hosts. Printed raw, a value could move a terminal's cursor, reorder text (bidi overrides),
+# start a new line that looks like ours, end a markdown code block early, or be taken by the GitHub
+# Actions runner for a workflow command. So every such string is shown through these functions.
+
+# Anything outside printable ASCII is looked at (most text never is), and the runner's old command
+# syntax '##[', which it obeys anywhere in a line.
+_SUSPECT = re.compile(r"[^\x20-\x7e]|##\[")
+# Controls (C0, C1, DEL, ESC), format characters (bidi overrides and isolates, zero-width ones, BOM),
+# line and paragraph separators, lone surrogates: none of these has a visible shape of its own.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape_match(match: re.Match[str]) -> str:
+    found = match.group()
+    if found == "##[":
+        return "##\\x5b"
+    if found in _NAMED:
+        return _NAMED[found]
+    if unicodedata.category(found) not in _INVISIBLE:
+        return found  # a letter, a symbol, an emoji: shown as it is
+    code = ord(found)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def escape_text(text: str) -> str:
+    """``text`` as one line with nothing invisible in it: each control, bidi, zero-width or line-separator
+    character becomes a visible escape (``\\n``, ``\\x1b``, ``\\u202e``), and ``##[`` becomes ``##\\x5b``.
+
+    Idempotent: the escapes are printable ASCII.
+    """
+    return _SUSPECT.sub(_escape_match, text)
+
+
+def ci_safe_json(text: str) -> str:
+    """JSON text (from json.dumps, ASCII) that the GitHub Actions runner cannot take for a command.
+
+    '##[' is the runner's old command syntax, obeyed anywhere in a line; '#' is no JSON token, so it
+    only occurs inside strings, where '[' written as \\u005b is the same value. No line of indented
+    JSON starts with '::'.
+    """
+    return text.replace("##[", "##\\u005b")
+
+
+def ci_safe_line(line: str) -> str:
+    """A line the GitHub Actions runner does not take for a workflow command.
+
+    The runner trims leading whitespace and obeys a line that then starts with '::' (``::add-mask::``,
+    ``::set-output``, ``::error``, ``::stop-commands``); the first ':' is shown escaped instead.
+    """
+    stripped = line.lstrip()
+    if not stripped.startswith("::"):
+        return line
+    return line[: len(line) - len(stripped)] + "\\x3a" + stripped[1:]
+
+
+def terminal_line(text: str) -> str:
+    """Untrusted text (an error message, a log line) as one line for a terminal or a CI log."""
+    return ci_safe_line(escape_text(text))
+
+
+# Markdown punctuation that could start inline structure (code spans, emphasis, strikethrough, links,
+# images, HTML, entities, table cells, headings, math); backslash-escaped in prose. Values are at no line's
+# start in what render_markdown writes, and have no line breaks, so block structure is out of reach.
+_MD_PUNCTUATION = re.compile(r"[\\`*_~\[\]<>&|#!$]")  # '$': GitHub's inline math
+# '@name' notifies people on GitHub, also from a bot's comment; GitHub does not look into code spans.
+_MENTION = re.compile(r"(?<![0-9A-Za-z])@")
+
+
+def md_text(text: str) -> str:
+    """Prose (a sentence that may hold values) for markdown inline content: it renders as its text."""
+    return _MENTION.sub("`@`", _MD_PUNCTUATION.sub(lambda m: "\\" + m.group(), escape_text(text)))
+
+
+def md_code(text: str) -> str:
+    """A value as a markdown code span: shown literally, with no HTML, links, emphasis or mentions.
+
+    The fence is one backtick longer than any run of backticks inside, so the value cannot close it.
+    In a table cell, pass it through md_cell as well.
+    """
+    shown = escape_text(text)
+    if not shown.strip(" "):
+        shown = json.dumps(shown)  # '' or only spaces: quoted, or it would vanish or lose its spaces
+    longest = max((len(run) for run in re.findall("`+", shown)), default=0)
+    fence = "`" * (longest + 1)
+    # CommonMark strips one space from each end when both are there; pad so a leading or trailing
+    # backtick does not join the fence, and the value's own spaces survive.
+    pad = " " if shown[0] in "` " or shown[-1] in "` " else ""
+    return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def md_cell(inline: str) -> str:
+    """Inline markdown for a table cell: a '|' would end the cell, even inside a code span (GFM)."""
+    return inline.replace("|", "\\|")
+
+
+def _md_fence(lines: list[str]) -> str:
+    """A backtick fence longer than any run of backticks in ``lines``: no line can close the block."""
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -167,73 +288,99 @@ def no_changes_sentence(plan: Plan) -> str:
     return "No changes. The hosts match the manifests."
 
 
+def _where(e: PolicyException) -> str:
+    return f"{e.file}:{e.line}" if e.line else e.file
+
+
+def allowed_sentence(e: PolicyException) -> str:
+    """One policy exception as a line of text (not yet escaped)."""
+    where = f" ({_where(e)})" if e.file else ""
+    return f"Allowed by policy: {e.rule}, {e.kind} {e.name}: {e.detail}{where}"
+
+
 def render_text(plan: Plan, *, color: bool = False, show_unchanged: bool = False) -> str:
-    """Plain text; with ``color`` it carries rich markup for a terminal."""
-    lines = [headline(plan), ""]
+    """Plain text; with ``color`` it carries rich markup for a terminal.
+
+    Each line is escaped whole (escape_text, ci_safe_line): values cannot add lines, move the cursor
+    or command a CI runner. What the Project's policy allowed comes right under the headline.
+    """
+    lines: list[tuple[str, str]] = [("", headline(plan)), ("", "")]
+    if plan.allowed:
+        lines += [("bold red", allowed_sentence(e)) for e in plan.allowed]
+        lines.append(("", ""))
     for host, error in plan.unreachable:
-        lines.append(_c(color, "red", f"! host {host} is unreachable: {error} (its steps are not planned)"))
-    for warning in plan.warnings:
-        lines.append(_c(color, "yellow", f"! {warning}"))
+        lines.append(("red", f"! host {host} is unreachable: {error} (its steps are not planned)"))
+    lines += [("yellow", f"! {warning}") for warning in plan.warnings]
     if plan.unreachable or plan.warnings:
-        lines.append("")
+        lines.append(("", ""))
     shown = [s for s in plan.steps if show_unchanged or s.action != "noop"]
     if not shown:
-        lines.append(no_changes_sentence(plan))
-    width = max((len(s.label) + len(s.host) for s in shown), default=0) + 6
-    for step in shown:
-        head = f"{SYMBOLS[step.action]} {step.label} on {step.host}"
-        lines.append(_c(color, STYLES[step.action], f"{head.ljust(width)} {step.action}: {step.reason}"))
-        for change in step.changes:
-            lines.append(f"      {_escape(change.describe(), color)}")
-    return "\n".join(lines) + "\n"
+        lines.append(("", no_changes_sentence(plan)))
+    heads = [f"{SYMBOLS[s.action]} {escape_text(s.label)} on {escape_text(s.host)}" for s in shown]
+    width = max((len(head) for head in heads), default=0)
+    for step, head in zip(shown, heads, strict=True):
+        lines.append((STYLES[step.action], f"{head.ljust(width)} {step.action}: {step.reason}"))
+        lines += [("", f"      {change.describe()}") for change in step.changes]
+    return "\n".join(_c(color, style, ci_safe_line(escape_text(text))) for style, text in lines) + "\n"
 
 
-def _escape(text: str, color: bool) -> str:
+def _c(color: bool, style: str, text: str) -> str:
     if not color:
         return text
     from rich.markup import escape
 
-    return escape(text)
-
-
-def _c(color: bool, style: str, text: str) -> str:
-    return f"[{style}]{_escape(text, True)}[/{style}]" if color else text
+    return f"[{style}]{escape(text)}[/{style}]" if style else escape(text)
 
 
 def render_markdown(plan: Plan) -> str:
-    """For a pull-request comment: a headline, a table of changes, field changes in a details block."""
+    """For a pull-request comment: a title, what the policy allowed, a table of changes, field changes.
+
+    Values are code spans (md_code) or escaped prose (md_text) and never start a line, so none can end
+    a block, open one, or fake a heading; tests parse the output with a CommonMark parser to prove it.
+    """
     s = plan.summary()
-    out = [f"### gitops plan: `{plan.project}` at `{short_revision(plan.revision) or 'working tree'}`", ""]
+    rev = short_revision(plan.revision) or "working tree"
+    out = [f"### gitops plan: {md_code(plan.project)} at {md_code(rev)}", ""]
+    if plan.allowed:
+        out += ["> [!WARNING]",
+                "> **Allowed by policy**: settings a policy rule refuses, let through by the Project's "
+                "`spec.policy.allow`; review them first.",
+                ">"]
+        out += [f"> - {md_code(e.rule)} {md_text(e.kind)} {md_code(e.name)}: {md_code(e.detail)}"
+                + (f" ({md_code(_where(e))})" if e.file else "") for e in plan.allowed]
+        out.append("")
     out.append(f"**{s['create']}** to create, **{s['update']}** to update, **{s['remove']}** to remove, "
                f"{s['noop']} unchanged")
     out.append("")
     for host, error in plan.unreachable:
-        out.append(f"> :warning: host `{host}` is unreachable: {_md(error)}")
-    for warning in plan.warnings:
-        out.append(f"> :warning: {_md(warning)}")
+        out.append(f"> :warning: host {md_code(host)} is unreachable: {md_code(error)}")
+    out += [f"> :warning: {md_text(warning)}" for warning in plan.warnings]
     if plan.unreachable or plan.warnings:
         out.append("")
     changes = plan.changes
     if not changes:
         out.append(no_changes_sentence(plan))
-        return "\n".join(out) + "\n"
+        return _md_lines(out)
     out += ["| | what | host | action | why |", "|---|---|---|---|---|"]
     for step in changes:
-        out.append(f"| {SYMBOLS[step.action]} | `{step.label}` | `{step.host}` | {step.action} | {_md(step.reason)} |")
+        out.append(f"| {SYMBOLS[step.action]} | {md_cell(md_code(step.label))} | {md_cell(md_code(step.host))} "
+                   f"| {md_text(step.action)} | {md_text(step.reason)} |")
     detailed = [st for st in changes if st.changes]
     if detailed:
-        out += ["", "<details><summary>Field changes</summary>", "", "```diff"]
+        diff: list[str] = []
         for step in detailed:
-            out.append(f"# {step.label} on {step.host}")
+            diff.append(escape_text(f"# {step.label} on {step.host}"))
             for change in step.changes:
                 if change.secret:
-                    out.append(f"! {change.path}: (secret changed)")
+                    diff.append(escape_text(f"! {change.path}: (secret changed)"))
                 else:
-                    out.append(f"- {change.path}: {_show(change.old)}")
-                    out.append(f"+ {change.path}: {_show(change.new)}")
-        out += ["```", "", "</details>"]
-    return "\n".join(out) + "\n"
+                    diff.append(escape_text(f"- {change.path}: ") + _show(change.old))
+                    diff.append(escape_text(f"+ {change.path}: ") + _show(change.new))
+        fence = _md_fence(diff)
+        out += ["", "<details><summary>Field changes</summary>", "", fence + "diff", *diff, fence, "",
+                "</details>"]
+    return _md_lines(out)
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+def _md_lines(lines: list[str]) -> str:
+    return "\n".join(ci_safe_line(line) for line in lines) + "\n"

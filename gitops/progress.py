@@ -13,10 +13,11 @@ import click
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from gitops.executor import ApplyResult, Executor
 from gitops.log import get_logger
-from gitops.plan import Plan, short_revision
+from gitops.plan import Plan, short_revision, terminal_line
 
 STATUS_STYLE = {"running": "cyan", "done": "green", "failed": "red", "rolled_back": "yellow", "skipped": "dim",
                 "unchanged": "dim", "waiting": "dim"}
@@ -43,8 +44,11 @@ def run_with_progress(executor: Executor, plan: Plan) -> ApplyResult:
         with lock:
             for s in steps:
                 state, message = status[s.id]
-                grid.add_row(f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]", f"{s.label} on {s.host}",
-                             s.action, message[:80])
+                # Text, not markup: names and messages are shown as they are, escaped (a host's
+                # error could hold '[bold]' or terminal escapes)
+                grid.add_row(Text(state, style=STATUS_STYLE.get(state, "white")),
+                             Text(terminal_line(f"{s.label} on {s.host}")), Text(s.action),
+                             Text(terminal_line(message)[:80]))
         return grid
 
     console = Console(stderr=True)
@@ -66,17 +70,18 @@ def print_outcome(result: ApplyResult) -> None:
     for r in result.steps.values():
         counts[r.status] = counts.get(r.status, 0) + 1
     parts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in sorted(counts.items()))
+    # Errors, health-check output and log lines are what hosts and containers said: one escaped line each.
     for error in result.errors:
-        click.echo(f"error: {error}", err=True)
+        click.echo(terminal_line(f"error: {error}"), err=True)
     for svc in sorted(result.services.values(), key=lambda s: s.service):
         if svc.status == "converged":
             continue
-        click.echo(f"{svc.service}: {svc.status}: {svc.message}", err=True)
+        click.echo(terminal_line(f"{svc.service}: {svc.status}: {svc.message}"), err=True)
         if svc.health_output:
-            click.echo(f"  health check output: {svc.health_output}", err=True)
+            click.echo(terminal_line(f"  health check output: {svc.health_output}"), err=True)
         if svc.logs:
             click.echo("  last log lines:", err=True)
             for line in svc.logs.splitlines()[-20:]:
-                click.echo(f"    {line}", err=True)
+                click.echo(terminal_line(f"    {line}"), err=True)
     verdict = "Apply succeeded" if result.ok else "Apply FAILED"
     click.echo(f"{verdict} in {result.seconds:.1f}s ({parts or 'nothing to do'})", err=not result.ok)
