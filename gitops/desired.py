@@ -1,7 +1,9 @@
 """Turns validated manifest documents into the DesiredState model.
 
 Pure apart from ``read_file``, a callable the caller passes in to read env files, secret files and
-TLS files from the checkout (see manifests.read_repo_file, which keeps every path inside it).
+TLS files from the checkout (see manifests.read_repo_file, which keeps every path inside it). Secret
+values are digested here with the installation's key, which the caller passes in too: the model
+never reads it from disk.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gitops.model import (
     NetworkSpec,
     Port,
     ProjectSpec,
+    SecretKey,
     ServiceSpec,
     TlsConfig,
     UpdatePolicy,
@@ -70,10 +73,12 @@ def parse_env_file(text: str) -> list[tuple[int, str, str]]:
 
 
 class _Builder:
-    def __init__(self, docs: Sequence[Document], read_file: ReadFile, resolve_path: ResolvePath) -> None:
+    def __init__(self, docs: Sequence[Document], read_file: ReadFile, resolve_path: ResolvePath,
+                 key: SecretKey) -> None:
         self.docs = docs
         self.read_file = read_file
         self.resolve_path = resolve_path
+        self.key = key
         self.errors: list[ManifestError] = []
 
     def of_kind(self, kind: str) -> list[Document]:
@@ -97,7 +102,7 @@ class _Builder:
                     self.errors.append(doc.error(("spec", "env", key, "secretFile"),
                                                  f"spec.env.{key}.secretFile: {exc}"))
                     continue
-                values[key] = EnvVar(key, secret, secret=True)
+                values[key] = EnvVar(key, secret, secret=True, digest=self.key.digest(key, secret))
             else:
                 values[key] = EnvVar(key, _scalar_env(value))
         return tuple(values[k] for k in sorted(values))
@@ -131,13 +136,14 @@ class _Builder:
                 networks.append(NetworkAttachment(net))
             else:
                 networks.append(NetworkAttachment(net["name"], tuple(net.get("aliases") or ())))
+        env = self.env(doc, spec)
         return ServiceSpec(
             name=doc.name,
             image=spec["image"],
             pull_policy=spec.get("pullPolicy", "missing"),
             command=_command(spec.get("command")),
             entrypoint=_command(spec.get("entrypoint")),
-            env=self.env(doc, spec),
+            env=env,
             working_dir=spec.get("workingDir", ""),
             user=spec.get("user", ""),
             hostname=spec.get("hostname", ""),
@@ -174,6 +180,7 @@ class _Builder:
             devices=tuple(spec.get("devices") or ()), security_opt=tuple(spec.get("securityOpt") or ()),
             read_only_rootfs=spec.get("readOnlyRootfs", False),
             init=spec.get("init", False),
+            secret_key_id=self.key.id if any(e.secret for e in env) else "",
         )
 
     def host(self, doc: Document) -> HostSpec:
@@ -220,8 +227,8 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     return format_path(path)
 
 
-def build_desired(docs: Sequence[Document], *, read_file: ReadFile,
-                  resolve_path: ResolvePath) -> tuple[DesiredState, list[ManifestError]]:
-    builder = _Builder(docs, read_file, resolve_path)
+def build_desired(docs: Sequence[Document], *, read_file: ReadFile, resolve_path: ResolvePath,
+                  key: SecretKey) -> tuple[DesiredState, list[ManifestError]]:
+    builder = _Builder(docs, read_file, resolve_path, key)
     state = builder.build()
     return state, sorted(set(builder.errors))

@@ -26,6 +26,7 @@ from docker.types import Mount as DockerMount
 from gitops.failpoints import failpoint
 from gitops.model import (
     LABEL_DEPENDS_ON,
+    LABEL_KEY_ID,
     LABEL_KIND,
     LABEL_MANAGED,
     LABEL_NAME,
@@ -83,8 +84,33 @@ def _health_from_status(status: str) -> str:
     return {"healthy": "healthy", "unhealthy": "unhealthy"}.get(match.group(1), "starting")
 
 
+HOST_TEXT_LIMIT = 300  # characters of a host's own words kept in a message
+
+
+def host_text(text: str, limit: int = HOST_TEXT_LIMIT) -> str:
+    """Text a host returned, made safe for a message: control and format characters escaped (no
+    terminal escapes, no new lines that start a CI workflow command), cut to ``limit`` characters.
+
+    A Host manifest can point gitops at any server, so what comes back is as untrusted as the repo.
+    """
+    out: list[str] = []
+    size = 0
+    for i, char in enumerate(text):
+        piece = char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        if size + len(piece) > limit:
+            return "".join(out) + f"... ({len(text) - i} more characters)"
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)
+
+
 def _explain(exc: Exception) -> str:
-    """A one-line reason: the API's explanation, or the innermost cause of a connection error."""
+    """A one-line reason: the API's explanation, or the innermost cause of a connection error (cut and
+    escaped: it is the host's text)."""
+    return host_text(_reason(exc))
+
+
+def _reason(exc: Exception) -> str:
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
     text = str(exc)
@@ -312,6 +338,7 @@ class DockerHost(_LeaseOps):
             health=_health_from_status(item.get("Status", "")),  # type: ignore[arg-type]
             image=item.get("Image", ""), spec_json=labels.get(LABEL_SPEC, ""), depends_on=deps,
             networks=nets, volumes=vols, network_hashes=labels.get(LABEL_NETWORK_HASHES, ""),
+            key_id=labels.get(LABEL_KEY_ID, ""),
         )
 
     def _list_networks(self, project: str) -> list[ObservedObject]:
@@ -400,6 +427,8 @@ class DockerHost(_LeaseOps):
         })
         if networks and svc.networks:
             labels[LABEL_NETWORK_HASHES] = network_hashes_label(svc, networks)
+        if svc.secret_key_id:  # which key its secret digests need, so a plan can tell a re-key from a change
+            labels[LABEL_KEY_ID] = svc.secret_key_id
         mounts = []
         for m in svc.mounts:
             source = object_name(project, m.source) if m.type == "volume" else (m.source or None)
@@ -491,7 +520,8 @@ class DockerHost(_LeaseOps):
         if labels.get(LABEL_PROJECT) == project and labels.get(LABEL_SPEC_HASH) == spec_hash:
             if (info.get("Config") or {}).get("Image") not in (image, None):
                 raise HostError(self.name, f"container {name} carries this spec's labels but runs "
-                                f"{info['Config']['Image']}, not {image}; the next pass replaces it", temporary=True)
+                                f"{host_text(str(info['Config']['Image']))}, not {image}; the next pass replaces it",
+                                temporary=True)
             self.adopted.add(str(info["Id"]))
             return str(info["Id"])
         raise NameConflict(self.name, f"a container named {name} exists and is not managed by project {project}; "

@@ -12,6 +12,7 @@ from gitops.model import DesiredState
 from gitops.observe import observe_all, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanOptions, plan
+from gitops.secret_key import ephemeral_key
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Deployer:
         self.write_repo = write_repo
         self.project = project
         self.root: Path | None = None
+        self.key = ephemeral_key()  # one key for every load, as one installation has
 
     def project_doc(self, spec: str = "") -> str:
         return f"apiVersion: gitops/v1\nkind: Project\nmetadata: {{name: {self.project}}}\n{spec}"
@@ -33,7 +35,7 @@ class Deployer:
     def load(self, files: dict[str, str], *, prune: bool = False) -> DesiredState:
         files = {"project.yaml": self.project_doc("spec: {prune: true}\n" if prune else ""), **files}
         self.root = self.write_repo(files, project=False)
-        outcome = load_repo(self.root, revision="test")
+        outcome = load_repo(self.root, revision="test", key=self.key)
         if outcome.desired is None:
             raise AssertionError("manifests do not load: " + "; ".join(map(str, outcome.errors)))
         return outcome.desired

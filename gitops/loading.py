@@ -19,8 +19,9 @@ from gitops.manifests import (
     read_repo_file,
     resolve_inside,
 )
-from gitops.model import DesiredState
+from gitops.model import DesiredState, SecretKey
 from gitops.schema import validate_documents
+from gitops.secret_key import ephemeral_key
 from gitops.validate import allowed_policy_exceptions, check_documents
 
 
@@ -36,8 +37,14 @@ class LoadOutcome:
         return self.desired is not None and not self.errors
 
 
-def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS) -> LoadOutcome:
-    """Load, validate and model the manifests below ``root``. ``desired`` is None when any error is found."""
+def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS,
+              key: SecretKey | None = None) -> LoadOutcome:
+    """Load, validate and model the manifests below ``root``. ``desired`` is None when any error is found.
+
+    ``key`` digests secret values (secret_key.installation_key): pass it whenever the result is compared
+    with containers on hosts. Without it a throwaway key is made, which is only right when nothing made
+    under another load is compared (validate; plan --base passes one key to both of its loads).
+    """
     root = Path(root)
     loaded = load_documents(root, limits=limits)
     valid, schema_errors = validate_documents(loaded.documents)
@@ -56,7 +63,7 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     def resolve(base: str, relative: str) -> str:
         return str(resolve_inside(root, relative, base=base))
 
-    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve)
+    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve, key=key or ephemeral_key())
     if build_errors:
         outcome.errors = build_errors
         return outcome

@@ -1,8 +1,9 @@
 """The data the reconciler reasons about: desired state from manifests, observed state from hosts.
 
 Frozen dataclasses only; no I/O. The spec hash of a service is the sha256 of its canonical form, in
-which secret values are replaced by a keyed digest, so a changed secret changes the hash while the
-value itself never reaches a label, a plan or a log.
+which secret values are replaced by a digest keyed with the installation's secret key (SecretKey,
+kept in the state directory by gitops.secret_key), so a changed secret changes the hash while the
+value itself never reaches a label, a plan or a log, and nobody without the key can test a guess.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LABEL_REVISION = LABEL_PREFIX + "revision"
 LABEL_SPEC = LABEL_PREFIX + "spec"  # canonical spec (secrets masked), for field-level diffs
 LABEL_KIND = LABEL_PREFIX + "kind"  # container | network | volume
 LABEL_NAME = LABEL_PREFIX + "name"  # network / volume manifest name
+LABEL_KEY_ID = LABEL_PREFIX + "key-id"  # SecretKey.id its secret digests were made with (containers with secrets)
 
 LOCAL_HOST = "local"
 
@@ -35,12 +37,45 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def secret_digest(name: str, value: str) -> str:
+SECRET_KEY_BYTES = 32
+
+
+def secret_digest(key: bytes, name: str, value: str) -> str:
     """Stand-in for a secret value in hashes and labels: changes with the value, reveals nothing useful.
 
-    Keyed by the variable name so equal values of two variables look different.
+    HMAC-SHA256 under the installation's random key, so the labels, `status` and spec hashes anyone
+    may read cannot confirm a guessed value; the name is in the message so that equal values of two
+    variables look different. Env names hold no NUL, so name and value cannot run into each other.
+    """
+    return "secret:" + hmac.new(key, name.encode() + b"\0" + value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def legacy_secret_digest(name: str, value: str) -> str:
+    """The digest gitops made before it had a per-installation key: keyed by the variable's name.
+
+    Anyone can compute it, so it is never written anywhere any more; the planner only uses it to tell
+    whether a secret of a container made before the upgrade changed.
     """
     return "secret:" + hmac.new(name.encode(), value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """The installation's random key for secret digests. Its bytes never appear in a repr or a log."""
+
+    raw: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != SECRET_KEY_BYTES:
+            raise ValueError(f"a secret key is {SECRET_KEY_BYTES} bytes, not {len(self.raw)}")
+
+    @property
+    def id(self) -> str:
+        """Names the key without revealing it (an HMAC of a fixed string under it), for a container label."""
+        return hmac.new(self.raw, b"gitops secret key id", hashlib.sha256).hexdigest()[:16]
+
+    def digest(self, name: str, value: str) -> str:
+        return secret_digest(self.raw, name, value)
 
 
 @dataclass(frozen=True)
@@ -48,9 +83,15 @@ class EnvVar:
     name: str
     value: str = field(repr=False)  # never in a repr: tracebacks and debug logs would show secrets
     secret: bool = False
+    digest: str = ""  # secrets: SecretKey.digest(name, value), made when the manifests are loaded
+
+    def __post_init__(self) -> None:
+        if self.secret and not self.digest:
+            # Never fall back to a digest anyone could compute: a secret needs the installation's key.
+            raise ValueError(f"secret env {self.name} needs a digest made with the installation's key")
 
     def canonical(self) -> str:
-        return secret_digest(self.name, self.value) if self.secret else self.value
+        return self.digest if self.secret else self.value
 
 
 @dataclass(frozen=True)
@@ -150,6 +191,7 @@ class ServiceSpec:
     security_opt: tuple[str, ...] = ()
     read_only_rootfs: bool = False
     init: bool = False
+    secret_key_id: str = ""  # SecretKey.id of the key its secret digests were made with; "" without secrets
 
     def container_config(self) -> dict[str, Any]:
         """What a container of this service is made of: the fields whose change means a new container.
@@ -323,6 +365,7 @@ class ObservedContainer:
     volumes: tuple[str, ...] = ()  # docker names of the named volumes it mounts
     hand_changes: tuple[str, ...] = ()  # settings found changed by hand (settings_drift), e.g. "env.DEBUG"
     network_hashes: str = ""  # LABEL_NETWORK_HASHES as created
+    key_id: str = ""  # LABEL_KEY_ID: the key its secret digests were made with ("" before keys, or no secrets)
 
     @property
     def running(self) -> bool:

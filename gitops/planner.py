@@ -25,6 +25,7 @@ from gitops.model import (
     ServiceSpec,
     canonical_json,
     container_name,
+    legacy_secret_digest,
     object_name,
 )
 from gitops.plan import FieldChange, Op, Plan, Step
@@ -78,30 +79,58 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
-def field_changes(old_json: str, new: ServiceSpec) -> tuple[FieldChange, ...]:
+REKEY_REASON = ("secret digests were made with another key (upgrade or another installation); "
+                "recreated to carry digests under this installation's key")
+
+
+def field_changes(old_json: str, new: ServiceSpec, *, old_key_id: str | None = None) -> tuple[FieldChange, ...]:
     """What differs between a running container's recorded spec and the desired one.
 
-    Values of secret variables are never shown: only that they changed.
+    Values of secret variables are never shown: only that they changed. ``old_key_id`` is the key id
+    the container was made under (None: the same key as ``new``), see ``compare_specs``.
+    """
+    return compare_specs(old_json, new, old_key_id=old_key_id)[0]
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("secret:")
+
+
+def compare_specs(old_json: str, new: ServiceSpec, *,
+                  old_key_id: str | None = None) -> tuple[tuple[FieldChange, ...], bool]:
+    """The field changes, and whether secret digests were compared across two keys (a re-key).
+
+    Digests made under another key always differ, so "(secret changed)" is only claimed when the value
+    did change as far as can be known: under the same key, by the digests; for a container made before
+    gitops kept a key (no key id), by the name-keyed digest of that time; under another installation's
+    key it cannot be known, so only the re-key is reported.
     """
     try:
         old = json.loads(old_json) if old_json else None
     except ValueError:
         old = None
     if not isinstance(old, dict):
-        return (FieldChange("spec", None, None, secret=True),)  # unknown old spec: say only that it differs
+        return (FieldChange("spec", None, None, secret=True),), False  # unknown old spec: say only that it differs
     flat_old: dict[str, Any] = {}
     flat_new: dict[str, Any] = {}
     _flatten(old, "", flat_old)
     _flatten(new.container_config(), "", flat_new)
-    secrets = {f"env.{name}" for name in new.secret_names}
+    secrets = {f"env.{e.name}": e for e in new.env if e.secret}
+    other_key = old_key_id is not None and old_key_id != new.secret_key_id
     changes = []
+    rekeyed = False
     for path in sorted(set(flat_old) | set(flat_new)):
         a, b = flat_old.get(path), flat_new.get(path)
         if a == b:
             continue
-        is_secret = path in secrets or any(isinstance(v, str) and v.startswith("secret:") for v in (a, b))
+        if other_key and path in secrets and _is_digest(a) and _is_digest(b):
+            rekeyed = True
+            var = secrets[path]
+            if old_key_id or a == legacy_secret_digest(var.name, var.value):
+                continue  # unknown (another installation) or known unchanged (made before the upgrade)
+        is_secret = path in secrets or _is_digest(a) or _is_digest(b)
         changes.append(FieldChange(path, None if is_secret else a, None if is_secret else b, secret=is_secret))
-    return tuple(changes)
+    return tuple(changes), rekeyed
 
 
 # --- the planner --------------------------------------------------------------------------------------
@@ -179,6 +208,7 @@ class _Planner:
                 self.by_service[c.service].append(c)
         self.infra_steps: dict[tuple[str, str, str], str] = {}  # (kind, name, host) -> step id
         self.service_steps: dict[str, list[str]] = defaultdict(list)  # service -> create/update step ids
+        self.rekeyed = 0  # containers recreated because their secret digests were made under another key
 
     def run(self) -> Plan:
         declared = {s.name for s in self.desired.services}
@@ -192,6 +222,12 @@ class _Planner:
             self.service(svc)
         self.prune(undeclared)
         self.volume_removals()
+        if self.rekeyed:
+            one = self.rekeyed == 1
+            self.warnings.append(
+                f"{self.rekeyed} container{'' if one else 's'} with secrets {'was' if one else 'were'} made under "
+                "another key (a gitops upgrade, or a snapshot of another installation): "
+                f"{'it is' if one else 'they are'} recreated to carry digests under this installation's key")
         return Plan(
             project=self.project,
             revision=self.desired.revision,
@@ -200,6 +236,10 @@ class _Planner:
             observed_fingerprint=observed_fingerprint(self.observed),
             warnings=tuple(self.warnings),
             unreachable=tuple(sorted(self.unreachable.items())),
+            # what the Project's policy let through, listed first in every rendering; sorted whole so
+            # the JSON plan stays byte-for-byte the same for the same inputs
+            allowed=tuple(sorted(set(self.desired.exceptions),
+                                 key=lambda e: (e.kind, e.name, e.rule, e.detail, e.file, e.line))),
         )
 
     # -- networks and volumes, created before anything uses them ------------------------------------------
@@ -345,7 +385,7 @@ class _Planner:
         old = _pick(stale)
         extra = [self._removal(c, "leftover of an interrupted update", (step_id,))
                  for c in sorted(stale, key=lambda c: c.name) if c is not old]
-        changes = field_changes(old.spec_json, svc)
+        changes, rekeyed = compare_specs(old.spec_json, svc, old_key_id=old.key_id)
         order = svc.update.order
         old_ref = {"id": old.id}
         if not old.running:
@@ -362,6 +402,10 @@ class _Planner:
                    Op("remove", old.name, {**old_ref, "after": "service"}))
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
+        if rekeyed:
+            self.rekeyed += 1
+            reason = f"{order} rolling update ({what} changed); {REKEY_REASON}" if what else \
+                f"{order} rolling update: {REKEY_REASON}"
         if old.spec_hash == svc.spec_hash:  # same labels, other settings: someone replaced it by hand
             changes, finding = _hand_made(old, svc)
             reason = f"{finding}; replacing it"

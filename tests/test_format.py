@@ -8,6 +8,7 @@ import pytest
 
 from gitops.loading import load_repo
 from gitops.model import EnvVar, HealthCheck, Mount, NetworkAttachment, Port
+from gitops.secret_key import ephemeral_key
 from tests.conftest import service
 
 FULL = """\
@@ -22,6 +23,7 @@ spec:
   policy:
     allow: [cap-add]
     allowCapabilities: [NET_ADMIN]
+    allowHostPaths: [/srv/static]
   defaults:
     pullPolicy: always
     restart: on-failure
@@ -174,7 +176,8 @@ def test_every_kind_and_field_is_accepted_and_modelled(full_repo: Path) -> None:
     env = {e.name: e for e in api.env}
     assert env["PLAIN"].value == "hello" and env["NUMBER"].value == "5" and env["FLAG"].value == "true"
     assert env["FROM_FILE"].value == "1"
-    assert env["TOKEN"] == EnvVar("TOKEN", "s3cr3t-canary", secret=True)
+    assert env["TOKEN"] == EnvVar("TOKEN", "s3cr3t-canary", secret=True, digest=env["TOKEN"].digest)
+    assert env["TOKEN"].digest.startswith("secret:") and api.secret_key_id
     assert (api.working_dir, api.user, api.hostname) == ("/www", "65534", "api-box")
     assert api.ports == (Port(8080, 18080, "tcp", "127.0.0.1"), Port(53, None, "udp", ""))
     assert api.mounts == (Mount("volume", "/data", "data", True), Mount("bind", "/static", "/srv/static"),
@@ -212,9 +215,11 @@ def test_secret_values_stay_out_of_hash_input_and_repr(full_repo: Path) -> None:
 
 
 def test_changing_a_secret_changes_the_spec_hash(full_repo: Path) -> None:
-    before = load_repo(full_repo).desired.service("api").spec_hash  # type: ignore[union-attr]
+    key = ephemeral_key()  # one installation: the same key for both loads
+    before = load_repo(full_repo, key=key).desired.service("api").spec_hash  # type: ignore[union-attr]
+    assert load_repo(full_repo, key=key).desired.service("api").spec_hash == before  # type: ignore[union-attr]
     (full_repo / "secrets" / "token").write_text("rotated\n")
-    after = load_repo(full_repo).desired.service("api").spec_hash  # type: ignore[union-attr]
+    after = load_repo(full_repo, key=key).desired.service("api").spec_hash  # type: ignore[union-attr]
     assert before != after
 
 

@@ -118,3 +118,18 @@ def test_secret_canary_never_leaves_the_secret_file(tmp_path: Path, docker_clien
     container = docker_client.containers.list(filters={"label": f"io.gitops.project={project_name}"})[0]
     assert f"TOKEN={canary}-rotated" in container.attrs["Config"]["Env"]  # it did reach the container
     assert canary not in json.dumps(container.labels)
+    # SECURITY.md 16: the digest on the label and in status is keyed with the installation's key, which
+    # itself appears nowhere: not in any output, the store, any other file under the state dir, or a label.
+    from gitops.model import legacy_secret_digest
+    from gitops.secret_key import KEY_FILE
+    from tests.test_secret_key import key_forms
+
+    shown = json.loads(outputs[3].stdout)["observed"]["hosts"][0]["containers"][0]
+    digest = json.loads(shown["spec_json"])["env"]["TOKEN"]
+    assert digest.startswith("secret:") and digest != legacy_secret_digest("TOKEN", canary + "-rotated")
+    key = (state / KEY_FILE).read_bytes()
+    files = [p.read_bytes().decode("latin-1") for p in state.rglob("*") if p.is_file() and p.name != KEY_FILE]
+    for form in key_forms(key):
+        assert not any(form in o.stdout + o.stderr for o in outputs), form
+        assert not any(form in f for f in files), form
+        assert form not in json.dumps(container.labels)

@@ -13,6 +13,7 @@ from gitops.loading import load_repo
 from gitops.model import DesiredState, ObservedContainer, ObservedState, canonical_json, container_name
 from gitops.plan import Plan
 from gitops.planner import PlanError, PlanOptions, plan
+from gitops.secret_key import ephemeral_key
 from gitops.testing import converged, empty, unreachable, with_containers
 from tests.conftest import PROJECT, service
 
@@ -33,8 +34,10 @@ SHOP = {
 
 @pytest.fixture
 def desired_of(repo):
+    key = ephemeral_key()  # one installation: every load of a test digests secrets with the same key
+
     def load(files: dict[str, str], *, revision: str = "rev1") -> DesiredState:
-        outcome = load_repo(repo(files), revision=revision)
+        outcome = load_repo(repo(files), revision=revision, key=key)
         assert outcome.errors == [], outcome.errors
         assert outcome.desired is not None
         return outcome.desired

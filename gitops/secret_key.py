@@ -1,0 +1,119 @@
+"""The installation's secret key: 32 random bytes in ``<state dir>/secret-key``, mode 0600, folder 0700.
+
+Secret digests (model.secret_digest) are keyed with it, so the labels, `status` and spec hashes that
+anyone may read cannot confirm a guessed secret. It is made on first use and then only read; it is
+never printed or logged (SecretKey hides its bytes). Losing it costs one recreation of the
+containers that have secrets (their digests cannot be compared any more); copying it to another
+installation lets that one compare digests too.
+
+Creation is atomic and race-free: the bytes are written to a private temporary file and linked to
+the final name, which fails if another process got there first; both then read the same file, and
+nobody ever reads a half-written key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from gitops.model import SECRET_KEY_BYTES, SecretKey
+
+KEY_FILE = "secret-key"
+
+
+class SecretKeyError(Exception):
+    """The key cannot be made or read; the message says what to do."""
+
+
+def ephemeral_key() -> SecretKey:
+    """A key that lives only in this process: for what never compares with hosts (validate, plan --base)."""
+    return SecretKey(secrets.token_bytes(SECRET_KEY_BYTES))
+
+
+def installation_key(state_dir: Path) -> SecretKey:
+    """The key of the installation whose state lives in ``state_dir``, made on first use."""
+    directory = Path(state_dir)
+    _private_folder(directory)
+    path = directory / KEY_FILE
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise SecretKeyError(f"{path}: cannot read the secret key: {exc.strerror or exc}") from exc
+    _create(directory, path)
+    try:
+        return _read(path)
+    except OSError as exc:
+        raise SecretKeyError(f"{path}: cannot read the secret key: {exc.strerror or exc}") from exc
+
+
+def _private_folder(directory: Path) -> None:
+    """The state folder exists, is ours, and is 0700 (it holds the key, the store and the git cache)."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.stat()
+    except OSError as exc:
+        raise SecretKeyError(f"{directory}: cannot make the state folder: {exc.strerror or exc}") from exc
+    if info.st_mode & stat.S_ISVTX:
+        # Shared by design (/tmp, a fresh tmpfs): tightening it would break everyone else. Nobody else can
+        # remove or replace our file there, and _read refuses a key file someone else made.
+        return
+    if info.st_uid != os.geteuid():
+        raise SecretKeyError(f"{directory}: the state folder belongs to another user (uid {info.st_uid}); give a "
+                             "--state-dir of your own")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        # Made by an earlier gitops (or a umask) with group/other access: only this user needs it.
+        os.chmod(directory, 0o700)
+
+
+def _read(path: Path) -> SecretKey:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretKeyError(f"{path}: not a regular file; remove it to make a new key")
+        if info.st_uid != os.geteuid():  # planted by someone who then knows the key
+            raise SecretKeyError(f"{path}: belongs to another user (uid {info.st_uid}), who may know the key; "
+                                 "remove it to make a new one")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, 0o600)  # copied in with a loose mode: nobody else may read it
+        raw = os.read(fd, SECRET_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(raw) != SECRET_KEY_BYTES:
+        raise SecretKeyError(f"{path}: not a gitops secret key ({len(raw)} bytes, expected {SECRET_KEY_BYTES}); "
+                             "restore it from a backup, or remove it to make a new one (containers with secrets "
+                             "are then recreated once)")
+    return SecretKey(raw)
+
+
+def _create(directory: Path, path: Path) -> None:
+    temporary = directory / f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(SECRET_KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(FileExistsError):  # another process made it first: its key is the key
+            os.link(temporary, path)
+        _sync_folder(directory)
+    except OSError as exc:
+        raise SecretKeyError(f"{path}: cannot create the secret key: {exc.strerror or exc}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def _sync_folder(directory: Path) -> None:
+    """The new name survives a crash (the key must not change under containers already made with it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
