@@ -28,11 +28,12 @@ from gitops.failpoints import failpoint
 from gitops.lease import DEFAULT_TTL, Lease, new_holder
 from gitops.loading import load_repo
 from gitops.log import get_logger
-from gitops.model import DesiredState, ObservedState, ServiceSpec
+from gitops.model import DesiredState, ObservedState, SecretKey, ServiceSpec
 from gitops.observe import observe_with_store, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanError, PlanOptions, plan
-from gitops.source import Checkout, SourceError, revision_of
+from gitops.secret_key import installation_key
+from gitops.source import Checkout, SourceError, redact, revision_of
 from gitops.state import StateError, StateStore
 
 
@@ -102,12 +103,15 @@ def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
 
 
 class Reconciler:
-    def __init__(self, source: Source, state: StateStore, *, allow_empty: bool = False, concurrency: int = 8,
+    def __init__(self, source: Source, state: StateStore, *, key: SecretKey | None = None,
+                 allow_empty: bool = False, concurrency: int = 8,
                  backoff_base: float = 60.0, backoff_cap: float = 3600.0, hooks: PassHooks | None = None,
                  lease_ttl: float = DEFAULT_TTL,
                  clock: Callable[[], float] = time.time) -> None:
         self.source = source
         self.state = state
+        # Secret digests are compared with the containers' labels: always the installation's key.
+        self.key = key or installation_key(state.directory)
         self.allow_empty = allow_empty
         self.concurrency = concurrency
         self.backoff_base = backoff_base
@@ -161,6 +165,8 @@ class Reconciler:
         try:
             checkout = self.source.fetch()
         except SourceError as exc:
+            if exc.revision:  # fetched, but that commit cannot be checked out (too large, absolute symlink...)
+                return self._unusable_revision(exc.revision, str(exc), force=force)
             self.hooks.fetch_failed()
             reason = str(exc)
             self._safe(lambda: self.state.record_fetch(url=self.source.display_url, ref=self.source.ref, error=reason))
@@ -168,15 +174,14 @@ class Reconciler:
         revision = checkout.commit
         self._safe(lambda: self.state.record_fetch(url=self.source.display_url, ref=self.source.ref, commit=revision))
 
-        failed = self.state.failed(revision)
-        if failed is not None and not force:
-            wait = backoff_seconds(failed.attempts, base=self.backoff_base, cap=self.backoff_cap)
-            if self.clock() - failed.last_attempt < wait:
-                return PassResult("skipped", revision, f"revision {revision[:12]} failed before ({failed.error}); "
-                                  f"not applied again until a new commit, {wait:.0f}s after its last attempt, "
-                                  "or sync --force")
+        skipped = self._skip_failed(revision, force=force)
+        if skipped is not None:
+            return skipped
 
-        outcome = load_repo(checkout.path, revision=revision)
+        try:
+            outcome = load_repo(checkout.path, revision=revision, key=self.key)
+        except Exception as exc:  # noqa: BLE001 - a loader bug fails this revision once, not every poll
+            return self._unexpected(revision, "loading", exc)
         if outcome.desired is None:
             errors = [str(e) for e in outcome.errors]
             summary = f"{len(errors)} invalid manifest error(s): {errors[0]}"
@@ -196,6 +201,8 @@ class Reconciler:
                 refusal = str(exc)
                 self._safe(lambda: self.state.mark_failed(revision, refusal))
                 return PassResult("failed", revision, refusal, errors=[refusal])
+            except Exception as exc:  # noqa: BLE001 - a planner bug fails this revision once, not every poll
+                return self._unexpected(revision, "planning", exc)
             looping = self._crash_looping(observed, the_plan)
             drifted = _drifted(the_plan)
             if not the_plan.has_changes:
@@ -322,6 +329,38 @@ class Reconciler:
         specs = {s.name: s.spec_hash for s in desired.services if s.name in names}
         self._safe(lambda: self.state.record_good(specs, revision))
 
+    # -- revisions that cannot be applied --------------------------------------------------------------------
+    def _skip_failed(self, revision: str, *, force: bool) -> PassResult | None:
+        """A revision that failed before is skipped until its backoff has passed (or with force)."""
+        failed = self.state.failed(revision)
+        if failed is None or force:
+            return None
+        wait = backoff_seconds(failed.attempts, base=self.backoff_base, cap=self.backoff_cap)
+        if self.clock() - failed.last_attempt >= wait:
+            return None
+        return PassResult("skipped", revision, f"revision {revision[:12]} failed before ({failed.error}); "
+                          f"not applied again until a new commit, {wait:.0f}s after its last attempt, "
+                          "or sync --force")
+
+    def _unusable_revision(self, revision: str, reason: str, *, force: bool) -> PassResult:
+        """The source is fine, but this commit cannot be checked out: recorded as invalid, with backoff."""
+        self._safe(lambda: self.state.record_fetch(url=self.source.display_url, ref=self.source.ref, commit=revision))
+        skipped = self._skip_failed(revision, force=force)
+        if skipped is not None:
+            return skipped
+        self._safe(lambda: self.state.mark_failed(revision, reason))
+        return PassResult("invalid", revision, f"revision {revision[:12]} is invalid, nothing was changed: {reason}",
+                          errors=[reason])
+
+    def _unexpected(self, revision: str, stage: str, exc: Exception) -> PassResult:
+        """An exception nobody expected while loading or planning a revision: a bug, recorded against the
+        revision (with backoff) so the loop does not hit it on every poll. Called inside the except block."""
+        self.log.exception("pass.unexpected_error", revision=revision[:12], stage=stage)
+        what = f"unexpected error while {stage} it: {type(exc).__name__}: {redact(str(exc))[:300]}"
+        self._safe(lambda: self.state.mark_failed(revision, what))
+        return PassResult("failed", revision, f"revision {revision[:12]} failed: {what} (a bug in gitops; not retried "
+                          "until a new commit, the backoff, or sync --force)", errors=[what])
+
     def _safe(self, write: Callable[[], Any]) -> None:
         """State writes must not stop a pass (a full disk is reported, not fatal)."""
         try:
@@ -352,7 +391,7 @@ class Reconciler:
 
     def spec_at(self, service: str, revision: str) -> ServiceSpec | None:
         checkout = self.source.fetch_commit(revision)
-        loaded = load_repo(checkout.path, revision=checkout.commit)
+        loaded = load_repo(checkout.path, revision=checkout.commit, key=self.key)
         if loaded.desired is None:
             return None
         try:
@@ -363,7 +402,7 @@ class Reconciler:
     def rollback(self, service: str, *, to: str | None = None) -> tuple[str, PassResult]:
         """Pin ``service`` at ``to`` (default: the revision before its last-known-good) and apply now."""
         head = self.source.fetch()
-        loaded = load_repo(head.path, revision=head.commit)
+        loaded = load_repo(head.path, revision=head.commit, key=self.key)
         if loaded.desired is None:
             raise SourceError(f"HEAD {head.commit[:12]} is invalid; fix it before rolling back", temporary=False)
         try:

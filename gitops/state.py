@@ -15,6 +15,10 @@ What it keeps, and why:
 
 Every write is one transaction; the journal (WAL) keeps the file consistent through a crash or a
 full disk. Nothing secret is stored: specs are kept as hashes, URLs are redacted by the caller.
+
+Everything under the state directory is private to its owner (folders 0700, files 0600 or stricter):
+the directory, state.db and its WAL/SHM files are created so, and modes an older version left looser
+are tightened when the store is opened (:func:`make_private`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -115,6 +120,47 @@ class FailedRevision:
     error: str
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and any missing parent) as 0700; an existing ``path`` loses group/other bits."""
+    path = Path(path)
+    missing = []
+    for level in (path, *path.parents):
+        if level.exists():
+            break
+        missing.append(level)
+    for level in reversed(missing):
+        with suppress(FileExistsError):  # made meanwhile by another process: its mode is fixed below
+            level.mkdir(mode=0o700)
+    _tighten(path)
+    return path
+
+
+def _tighten(path: Path) -> None:
+    """Drop group/other bits. Symlinks are skipped: chmod would follow one to a file anywhere."""
+    with suppress(FileNotFoundError):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+
+
+_made_private: set[Path] = set()
+_made_private_lock = threading.Lock()
+
+
+def make_private(root: Path) -> None:
+    """Tighten every folder and file under ``root`` (once per process per tree): what an older version,
+    or a process with a looser umask, left readable to others. Never follows symlinks."""
+    root = Path(root).absolute()
+    with _made_private_lock:
+        if any(done == root or done in root.parents for done in _made_private):
+            return
+        _made_private.add(root)
+    _tighten(root)
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in (*dirs, *files):
+            _tighten(Path(folder, name))
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "gitops"
@@ -122,16 +168,18 @@ def default_state_dir() -> Path:
 
 class StateStore:
     def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory = private_dir(Path(directory))
         self.path = self.directory / "state.db"
         self._lock = threading.Lock()
         try:
+            # SQLite gives the WAL and SHM files the database file's mode: create it 0600 first.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            make_private(self.directory)
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise StateError(f"state store {self.path}: {exc}") from exc
 
     def close(self) -> None:

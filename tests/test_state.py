@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 from gitops.reconciler import backoff_seconds
@@ -81,3 +82,42 @@ def test_trusted_containers_are_remembered_and_forgotten_when_gone(tmp_path: Pat
     assert store.trusted_containers() == {"a1": "h1", "c1": "h1", "b1": "h2"}
     reopened = StateStore(tmp_path)
     assert reopened.trusted_containers() == {"a1": "h1", "c1": "h1", "b1": "h2"}
+
+
+def _modes(root: Path) -> dict[str, int]:
+    out = {".": stat.S_IMODE(root.stat().st_mode)}
+    for path in root.rglob("*"):
+        out[path.name] = stat.S_IMODE(path.lstat().st_mode)
+    return out
+
+
+def test_the_state_directory_and_database_are_private(tmp_path: Path) -> None:
+    state_dir = tmp_path / "new" / "state"
+    store = StateStore(state_dir)
+    store.finish_pass(store.begin_pass("a"), revision="r", outcome="converged")  # the WAL and SHM files exist now
+    modes = _modes(state_dir)
+    assert {"state.db", "state.db-wal", "state.db-shm"} <= set(modes)
+    assert modes == {name: 0o700 if name == "." else 0o600 for name in modes}
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700  # a parent it had to make, too
+    store.close()
+
+
+def test_loose_modes_left_by_an_older_version_are_tightened(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "git" / "x").mkdir(parents=True)
+    with sqlite3.connect(state_dir / "state.db") as db:  # as an older version left it
+        db.execute("CREATE TABLE t (x)")
+    (state_dir / "git" / "x" / "config").write_text("[core]\n")
+    (state_dir / "git" / "x" / "pack").write_text("")
+    (state_dir / "git" / "x" / "link").symlink_to("/etc/hostname")  # never followed: /etc/hostname keeps its mode
+    for path in (state_dir, state_dir / "git", state_dir / "git" / "x"):
+        path.chmod(0o755)
+    for name in ("state.db", "git/x/config"):
+        (state_dir / name).chmod(0o644)
+    (state_dir / "git" / "x" / "pack").chmod(0o444)
+    hostname_mode = Path("/etc/hostname").stat().st_mode
+    StateStore(state_dir).close()
+    modes = {k: v for k, v in _modes(state_dir).items() if k != "link"}
+    assert modes["."] == modes["git"] == modes["x"] == 0o700
+    assert (modes["state.db"], modes["config"], modes["pack"]) == (0o600, 0o600, 0o400)
+    assert Path("/etc/hostname").stat().st_mode == hostname_mode
