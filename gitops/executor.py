@@ -14,6 +14,12 @@ A service unit:
 4. on failure with failureAction rollback, every instance already updated, on every host, goes
    back: the new container is removed and the old one started again. With pause it stops there;
 5. last, the removals: old containers, scaled-down or moved instances, leftovers.
+
+Any exception while an instance is being updated (a host error, a failed health gate, or anything
+else: a value docker-py cannot encode, a bug) fails that instance, and an update is always put back:
+an old container stopped before the failure is started again. A plan is input, like a manifest:
+before stopping, starting or removing a container the executor checks that it carries the
+project's ownership labels and the step's service, whatever the plan names (SECURITY.md item 14).
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gitops.docker_host import DockerHost, HostError
+import docker.errors
+
+from gitops.docker_host import DockerHost, HostError, host_text
 from gitops.failpoints import failpoint
 from gitops.health import HealthFailure, wait_healthy
-from gitops.model import DesiredState, ServiceSpec
+from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
 from gitops.plan import Op, Plan, Step
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
@@ -116,6 +124,14 @@ def _noop_hook(step_id: str, status: str, message: str) -> None:
     return None
 
 
+def _why(exc: Exception) -> str:
+    """An exception as one phrase: a HostError's own words, else its type and message (a bug or a
+    value Docker's client refused is still reported, never swallowed)."""
+    if isinstance(exc, HostError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Executor:
     def __init__(self, desired: DesiredState, hosts: dict[str, DockerHost], *, concurrency: int = 8,
                  on_event: EventHook = _noop_hook) -> None:
@@ -129,6 +145,8 @@ class Executor:
         # event watcher can tell gitops' own actions from drift.
         self.on_own_action: Callable[[list[str], str], None] = lambda refs, action: None
         self.created: dict[str, str] = {}  # container id -> host, of every container this run created
+        # (host, container id) found to carry this project's labels: labels never change, so once is enough
+        self._owned: set[tuple[str, str]] = set()
         self._network_hashes = {n.name: n.spec_hash for n in desired.networks}
         self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
         self._lock = threading.Lock()
@@ -281,16 +299,59 @@ class Executor:
         return ok
 
     def _remove_step(self, step: Step) -> None:
-        host = self.hosts[step.host]
         grace = self._grace(step.name)
         for op in step.ops:
             ref = op.args.get("id", op.container)
             if op.kind == "stop":
-                self.on_own_action([op.container, ref], "stop")
-                host.stop(ref, timeout=grace)
+                self._stop(step, op.container, ref, grace)
             elif op.kind == "remove":
-                self.on_own_action([op.container, ref], "remove")
-                host.remove(ref)
+                self._remove(step, op.container, ref)
+
+    # -- container actions: only ever on the project's own containers -------------------------------------
+    def _own(self, step: Step, ref: str, action: str) -> str | None:
+        """The full id of container ``ref`` on the step's host, once it is known to carry the project's
+        ownership labels and the step's service; None when there is no such container.
+
+        Raises HostError for anything else: the plan may have been edited, and nothing without the
+        project's labels is ever stopped, started or removed (SECURITY.md item 14).
+        """
+        host = self.hosts[step.host]
+        if (step.host, ref) in self._owned or self.created.get(ref) == step.host:
+            return ref
+        try:
+            info = host.inspect(ref)
+        except docker.errors.NotFound:
+            return None
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        wanted = {LABEL_MANAGED: "true", LABEL_PROJECT: self.project, LABEL_SERVICE: step.name}
+        if any(labels.get(k) != v for k, v in wanted.items()):
+            raise HostError(step.host, f"refusing to {action} container {host_text(ref)}: it is not a container of "
+                            f"service {step.name} of project {self.project} (labels "
+                            f"{', '.join(f'{k}={v}' for k, v in wanted.items())}); gitops never touches a "
+                            "container it does not manage")
+        container_id = str(info.get("Id") or ref)
+        with self._lock:
+            self._owned.add((step.host, container_id))
+        return container_id
+
+    def _stop(self, step: Step, name: str, ref: str, timeout: float) -> None:
+        container_id = self._own(step, ref, "stop")
+        if container_id is not None:  # already gone: nothing to stop
+            self.on_own_action([name, ref, container_id], "stop")
+            self.hosts[step.host].stop(container_id, timeout=timeout)
+
+    def _start(self, step: Step, name: str, ref: str) -> None:
+        container_id = self._own(step, ref, "start")
+        if container_id is None:
+            raise HostError(step.host, f"start {host_text(ref)}: no such container")
+        self.on_own_action([name, ref, container_id], "start")
+        self.hosts[step.host].start(container_id)
+
+    def _remove(self, step: Step, name: str, ref: str) -> None:
+        container_id = self._own(step, ref, "remove")
+        if container_id is not None:  # already gone: nothing to remove
+            self.on_own_action([name, ref, container_id], "remove")
+            self.hosts[step.host].remove(container_id)
 
     def _grace(self, service: str) -> float:
         try:
@@ -349,16 +410,23 @@ class Executor:
 
         # 5. the service is healthy everywhere: now the old containers can go
         for item in done:
-            for op in item.deferred:
-                try:
-                    self.on_own_action([op.container, op.args.get("id", op.container)], "remove")
-                    self.hosts[item.step.host].remove(op.args.get("id", op.container))
-                except HostError as exc:
-                    result.errors.append(f"{item.step.id}: could not remove old container: {exc}")
+            problem = self._remove_deferred(item)
+            if problem:
+                result.errors.append(f"{item.step.id}: could not remove old container: {problem}")
             self._record(result, item.step, "done", seconds=time.monotonic() - started)
         ok = self._removals(removals, result) if removals else True
         result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
         return ok
+
+    def _remove_deferred(self, item: _Done) -> str:
+        """Remove the old containers an instance's update left stopped. Returns problems, if any."""
+        problems = []
+        for op in item.deferred:
+            try:
+                self._remove(item.step, op.container, op.args.get("id", op.container))
+            except Exception as exc:  # noqa: BLE001 - reported; the other removals still go ahead
+                problems.append(_why(exc))
+        return "; ".join(problems)
 
     def _batch(self, svc: ServiceSpec, steps: list[Step],
                on_started: Callable[[], None] = lambda: None) -> list[_Done | _InstanceFailed]:
@@ -396,23 +464,20 @@ class Executor:
                     current = op.container
                     failpoint("after_create")
                 elif op.kind == "start":
-                    self.on_own_action([op.container, ref], "start")
-                    host.start(ref)
+                    self._start(step, op.container, ref)
                     current = op.container
                     failpoint("after_start")
                     on_started()
                 elif op.kind == "wait_healthy":
                     wait_healthy(host, ref, svc, cancel=self.cancel)
                 elif op.kind == "stop":
-                    self.on_own_action([op.container, ref], "stop")
-                    host.stop(ref, timeout=svc.stop_grace_period)
+                    self._stop(step, op.container, ref, svc.stop_grace_period)
                     failpoint("after_stop_old")
                 elif op.kind == "remove":
                     if op.args.get("after") == "service":
                         record.deferred.append(op)
                         continue
-                    self.on_own_action([op.container, ref], "remove")
-                    host.remove(ref)
+                    self._remove(step, op.container, ref)
                 record.executed.append(op)
         except HealthFailure as exc:
             ref = record.refs.get(current, current)
@@ -420,23 +485,28 @@ class Executor:
                                   detail=exc.detail, temporary=exc.external) from exc
         except HostError as exc:
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", temporary=exc.temporary) from exc
+        except Exception as exc:
+            # Anything else (docker-py refusing a value while building the create request, a bug) fails
+            # the instance the same way, so that _fail puts back an old container already stopped.
+            raise _InstanceFailed(record, f"{step.label} on {step.host}: {_why(exc)}") from exc
         return record
 
     def _undo(self, item: _Done) -> str:
-        """Revert one instance: remove what was created, start what was stopped. Returns problems, if any."""
-        host = self.hosts[item.step.host]
+        """Revert one instance: remove what was created, start what was stopped. Returns problems, if any.
+
+        Every op is undone even when an earlier undo failed: an old container must get its chance to
+        start again whatever happened to the new one.
+        """
         problems = []
         for op in reversed(item.executed):
             ref = item.refs.get(op.container) or op.args.get("id") or op.container
             try:
                 if op.undo == "remove":
-                    self.on_own_action([op.container, ref], "remove")
-                    host.remove(ref)
+                    self._remove(item.step, op.container, ref)
                 elif op.undo == "start":
-                    self.on_own_action([op.container, ref], "start")
-                    host.start(ref)
-            except HostError as exc:
-                problems.append(str(exc))
+                    self._start(item.step, op.container, ref)
+            except Exception as exc:  # noqa: BLE001 - reported with the failure; the rest is still undone
+                problems.append(_why(exc))
         return "; ".join(problems)
 
     def _fail(self, svc: ServiceSpec, creates: list[Step], updates: list[Step], removals: list[Step],
@@ -445,8 +515,7 @@ class Executor:
         action = svc.update.failure_action
         failed_step = failure.step
         # The failing instance of an update is always reverted: it must not stay half-done.
-        if failed_step.action == "update":
-            self._undo(failure.record)
+        not_undone = self._undo(failure.record) if failed_step.action == "update" else ""
         outcome_status: Literal["rolled_back", "paused", "failed"]
         if action == "rollback":
             for item in done:
@@ -457,10 +526,10 @@ class Executor:
                     self._record(result, item.step, "done")
             outcome_status = "rolled_back" if any(s.action == "update" for s in updates) else "failed"
         else:
-            for item in done:
-                for op in item.deferred:  # keep what succeeded; its old container is no longer needed
-                    self.on_own_action([op.container, op.args.get("id", op.container)], "remove")
-                    self.hosts[item.step.host].remove(op.args.get("id", op.container))
+            for item in done:  # keep what succeeded; its old container is no longer needed
+                problem = self._remove_deferred(item)
+                if problem:
+                    result.errors.append(f"{item.step.id}: could not remove old container: {problem}")
                 self._record(result, item.step, "done")
             outcome_status = "paused"
         handled = {d.step.id for d in done} | {failed_step.id}
@@ -470,6 +539,8 @@ class Executor:
                 self._record(result, step, "skipped", f"not started: {failed_step.label} failed")
         self._skip(removals, result, "skipped: the service did not converge")
         message = str(failure)
+        if not_undone:
+            message += f"; putting {failed_step.label} back failed: {not_undone}"
         if outcome_status == "rolled_back":
             message += "; rolled back to the previous version on every host"
         elif outcome_status == "paused":

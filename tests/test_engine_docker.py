@@ -262,6 +262,8 @@ def test_every_setting_gitops_makes_is_found_as_declared_when_inspected(deploy, 
 
     (tmp_path / "site").mkdir()
     files = {
+        # a bind mount needs its host folder allowed (README, Security policy)
+        "project.yaml": deploy.project_doc(f"spec:\n  policy:\n    allowHostPaths: ['{tmp_path / 'site'}']\n"),
         "infra.yaml": "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: front}\n---\n"
                       "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: back}\n---\n"
                       "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\n",
@@ -326,3 +328,105 @@ def test_a_changed_network_is_reported_and_recreated_as_the_readme_says(deploy, 
     network = docker_client.networks.get(f"{project_name}_net")
     assert network.attrs["IPAM"]["Config"][0]["Subnet"] == "10.213.8.0/24"
     assert not deploy.plan(files("10.213.8.0/24")).plan.warnings
+
+
+def _serves(port: int, body: str, within: float = 20.0) -> bool:
+    """Whether the port answers ``body`` before ``within`` seconds have passed (polled every 50 ms)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if fetch(port, timeout=0.5).strip() == body:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _apply_with(desired, **patch):  # type: ignore[no-untyped-def]
+    """Plan and apply ``desired`` on the local engine, with DockerHost methods replaced by ``patch``."""
+    from gitops.executor import Executor
+    from gitops.observe import observe_all, open_hosts
+    from gitops.planner import plan
+
+    with open_hosts(desired) as hosts:
+        for name, wrap in patch.items():
+            for host in hosts.values():
+                setattr(host, name, wrap(getattr(host, name)))
+        the_plan = plan(desired, observe_all(desired, hosts))
+        return the_plan, Executor(desired, hosts).apply(the_plan)
+
+
+def test_stop_first_update_whose_create_raises_puts_the_old_container_back(deploy, docker_client,
+                                                                          project_name) -> None:
+    """SECURITY.md I1: `cpus: .nan` once passed validation; building the create request raised a
+    ValueError after the old container was stopped, and it stayed stopped. Any exception between the
+    stop and the new container's health gate now rolls back. The spec is built here, past validation."""
+    import dataclasses
+
+    port = free_port()
+    body = (f"ports: [{{container: 8080, host: {port}, hostIp: 127.0.0.1}}]\nupdate: {{order: stop-first}}\n"
+            + WGET_OK)
+    assert deploy({"web.yaml": service("web", FAST + body)}).result.ok
+    old = running(docker_client, project_name, "web")[0]
+    desired = deploy.load({"web.yaml": service("web", FAST + body, image="local/web:2")})
+    nan = dataclasses.replace(desired.service("web"), cpus=float("nan"))
+    desired = dataclasses.replace(desired, services=(nan,))
+    the_plan, result = _apply_with(desired)
+    assert the_plan.changes[0].reason.startswith("stop-first")
+    outcome = result.services["web"]
+    assert (outcome.status, outcome.message) == (
+        "rolled_back", "web[0] on local: ValueError: cannot convert float NaN to integer; "
+                       "rolled back to the previous version on every host")
+    assert result.errors == [] and result.steps["service/web/0@local"].status == "failed"
+    everything = docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"})
+    assert [(c.id, c.status) for c in everything] == [(old.id, "running")]
+    assert _serves(port, "web v1")
+
+
+def test_stop_first_update_whose_create_fails_after_the_stop_is_rolled_back(deploy, docker_client,
+                                                                            project_name) -> None:
+    """The same with the failure injected into DockerHost.create_container (any exception type)."""
+    port = free_port()
+    body = (f"ports: [{{container: 8080, host: {port}, hostIp: 127.0.0.1}}]\nupdate: {{order: stop-first}}\n"
+            + WGET_OK)
+    assert deploy({"web.yaml": service("web", FAST + body)}).result.ok
+    old = running(docker_client, project_name, "web")[0]
+
+    def broken(create):  # type: ignore[no-untyped-def]
+        def create_container(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise KeyError("injected")
+        return create_container
+
+    desired = deploy.load({"web.yaml": service("web", FAST + body, image="local/web:2")})
+    _, result = _apply_with(desired, create_container=broken)
+    outcome = result.services["web"]
+    assert (outcome.status, outcome.message) == (
+        "rolled_back", "web[0] on local: KeyError: 'injected'; rolled back to the previous version on every host")
+    old.reload()
+    assert old.status == "running" and _serves(port, "web v1")
+
+
+def test_start_first_update_failing_after_the_create_removes_the_new_container(deploy, docker_client,
+                                                                              project_name) -> None:
+    """start-first: the new container was created, then starting it raised something that is no
+    HostError. The new container goes, the old one kept serving, the outcome says why."""
+    body = "update: {order: start-first}\n" + WGET_OK
+    assert deploy(web(body)).result.ok
+    old = running(docker_client, project_name, "web")[0]
+
+    def broken(start):  # type: ignore[no-untyped-def]
+        def start_container(ref: str) -> None:
+            if ref != old.id:
+                raise RuntimeError("injected after create")
+            start(ref)
+        return start_container
+
+    desired = deploy.load(web(body, image="local/web:2"))
+    _, result = _apply_with(desired, start=broken)
+    outcome = result.services["web"]
+    assert (outcome.status, outcome.message) == (
+        "rolled_back", "web[0] on local: RuntimeError: injected after create; "
+                       "rolled back to the previous version on every host")
+    everything = docker_client.containers.list(all=True, filters={"label": f"io.gitops.project={project_name}"})
+    assert [(c.id, c.status) for c in everything] == [(old.id, "running")]

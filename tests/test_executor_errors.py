@@ -1,0 +1,183 @@
+"""The executor on a fake host: any exception mid-update rolls back, and whatever a plan names, only
+the project's own containers are stopped, started or removed (SECURITY.md I1 and item 14)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import docker.errors
+import pytest
+
+from gitops.docker_host import HostError
+from gitops.executor import Executor
+from gitops.loading import load_repo
+from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
+from gitops.observed import converged
+from gitops.plan import Op, Plan, Step
+from gitops.planner import plan
+from gitops.secret_key import ephemeral_key
+from tests.conftest import service
+
+
+class FakeHost:
+    """Containers as a dict: id -> (labels, state). Records every call that changes something."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.adopted: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self.fail_create: Exception | None = None
+
+    def add(self, cid: str, labels: dict[str, str], state: str = "running") -> None:
+        self.containers[cid] = {"labels": dict(labels), "state": state}
+
+    def ensure_image(self, image: str, policy: str) -> None:
+        return None
+
+    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
+                         networks: dict[str, str] | None = None) -> str:
+        if self.fail_create is not None:
+            raise self.fail_create
+        cid = f"new-{svc.name}-{slot}"
+        self.add(cid, {LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_SERVICE: svc.name}, "created")
+        self.calls.append(("create", cid))
+        return cid
+
+    def _get(self, ref: str) -> dict[str, Any]:
+        if ref not in self.containers:
+            raise docker.errors.NotFound(f"No such container: {ref}")
+        return self.containers[ref]
+
+    def start(self, ref: str) -> None:
+        self._get(ref)["state"] = "running"
+        self.calls.append(("start", ref))
+
+    def stop(self, ref: str, *, timeout: float) -> None:
+        self._get(ref)["state"] = "exited"
+        self.calls.append(("stop", ref))
+
+    def remove(self, ref: str) -> None:
+        self._get(ref)
+        del self.containers[ref]
+        self.calls.append(("remove", ref))
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        c = self._get(ref)
+        return {"Id": ref, "Config": {"Labels": c["labels"]}, "State": {"Status": c["state"]}}
+
+    def logs(self, ref: str, *, tail: int = 20) -> str:
+        return ""
+
+    def probe_address(self) -> str:
+        return "127.0.0.1"
+
+
+@pytest.fixture
+def desired_of(repo) -> Callable[..., DesiredState]:
+    key = ephemeral_key()
+
+    def load(body: str, image: str = "local/web:1") -> DesiredState:
+        outcome = load_repo(repo({"web.yaml": service("web", body, image=image)}), revision="r1", key=key)
+        assert outcome.desired is not None, outcome.errors
+        return outcome.desired
+
+    return load
+
+
+def _host_with(desired: DesiredState) -> FakeHost:
+    """A fake host holding ``desired``'s containers as converged() names them, running."""
+    host = FakeHost()
+    for c in converged(desired).hosts[0].containers:
+        host.add(c.id, {LABEL_MANAGED: "true", LABEL_PROJECT: desired.project.name, LABEL_SERVICE: c.service})
+    return host
+
+
+@pytest.mark.parametrize("error", [ValueError("cannot convert float NaN to integer"), KeyError("bug"),
+                                   HostError("local", "create container: boom")])
+def test_stop_first_create_raising_starts_the_old_container_again(desired_of, error: Exception) -> None:
+    old = desired_of("update: {order: stop-first}")
+    host = _host_with(old)
+    old_id = next(iter(host.containers))
+    new = desired_of("update: {order: stop-first}", image="local/web:2")
+    host.fail_create = error
+    result = Executor(new, {"local": host}).apply(plan(new, converged(old)))  # type: ignore[dict-item]
+    why = str(error) if isinstance(error, HostError) else f"{type(error).__name__}: {error}"
+    assert result.services["web"].status == "rolled_back"
+    assert result.services["web"].message == f"web[0] on local: {why}; rolled back to the previous version on every host"
+    assert host.calls == [("stop", old_id), ("start", old_id)]
+    assert host.containers[old_id]["state"] == "running"
+
+
+def test_a_failed_put_back_is_reported_with_the_failure(desired_of) -> None:
+    old = desired_of("update: {order: stop-first}")
+    host = _host_with(old)
+    old_id = next(iter(host.containers))
+    new = desired_of("update: {order: stop-first}", image="local/web:2")
+    host.fail_create = RuntimeError("create broke")
+
+    def no_start(ref: str) -> None:
+        raise OSError("engine went away")
+
+    host.start = no_start  # type: ignore[method-assign]
+    result = Executor(new, {"local": host}).apply(plan(new, converged(old)))  # type: ignore[dict-item]
+    assert result.services["web"].message == (
+        "web[0] on local: RuntimeError: create broke; putting web[0] back failed: OSError: engine went away; "
+        "rolled back to the previous version on every host")
+    assert host.containers[old_id]["state"] == "exited"
+
+
+def _hostile(project: str, *ops: Op, action: str = "remove") -> Plan:
+    return Plan(project, "r1", (Step("service/web/0@local/remove/x", "local", "service", "web", action,  # type: ignore[arg-type]
+                                     "hostile", slot=0, ops=ops),))
+
+
+DECOYS = {
+    "unlabelled": {},
+    "other project": {LABEL_MANAGED: "true", LABEL_PROJECT: "other", LABEL_SERVICE: "web"},
+    "not managed": {LABEL_PROJECT: "test", LABEL_SERVICE: "web"},
+    "other service": {LABEL_MANAGED: "true", LABEL_PROJECT: "test", LABEL_SERVICE: "db"},
+}
+
+
+@pytest.mark.parametrize("labels", DECOYS.values(), ids=DECOYS.keys())
+def test_the_executor_never_stops_or_removes_a_container_that_is_not_its_own(desired_of, labels) -> None:
+    desired = desired_of("")
+    host = _host_with(desired)
+    host.add("decoy", labels)
+    the_plan = _hostile(desired.project.name, Op("stop", "decoy", {"id": "decoy"}), Op("remove", "decoy", {"id": "decoy"}))
+    result = Executor(desired, {"local": host}).apply(the_plan)  # type: ignore[dict-item]
+    assert result.steps["service/web/0@local/remove/x"].message == (
+        "local: refusing to stop container decoy: it is not a container of service web of project test "
+        "(labels io.gitops.managed=true, io.gitops.project=test, io.gitops.service=web); gitops never "
+        "touches a container it does not manage")
+    assert host.calls == [] and host.containers["decoy"]["state"] == "running"
+
+
+def test_the_executor_never_starts_or_removes_a_decoy_named_by_an_update(desired_of) -> None:
+    """An edited update step: adopt a decoy (so that undo would remove it), start a stopped decoy."""
+    desired = desired_of("")
+    host = _host_with(desired)
+    host.add("decoy", {}, state="exited")
+    step = Step("service/web/0@local", "local", "service", "web", "update", "hostile", slot=0,
+                ops=(Op("adopt", "decoy", {"id": "decoy"}, undo="remove"), Op("start", "decoy", {"id": "decoy"})))
+    result = Executor(desired, {"local": host}).apply(dataclasses.replace(_hostile("test"), steps=(step,)))  # type: ignore[dict-item]
+    assert result.services["web"].message.startswith(
+        "web[0] on local: local: refusing to start container decoy: it is not a container of service web")
+    assert result.services["web"].message.endswith(
+        "; putting web[0] back failed: local: refusing to remove container decoy: it is not a container of "
+        "service web of project test (labels io.gitops.managed=true, io.gitops.project=test, io.gitops.service=web); "
+        "gitops never touches a container it does not manage; rolled back to the previous version on every host")
+    assert host.calls == [] and host.containers["decoy"]["state"] == "exited"
+
+
+def test_the_executor_still_removes_its_own_containers(desired_of) -> None:
+    desired = desired_of("")
+    host = _host_with(desired)
+    own = next(iter(host.containers))
+    result = Executor(desired, {"local": host}).apply(  # type: ignore[dict-item]
+        _hostile("test", Op("stop", "web", {"id": own}), Op("remove", "web", {"id": own})))
+    assert result.ok and host.calls == [("stop", own), ("remove", own)]
