@@ -1,7 +1,8 @@
 """The embedded state store (SQLite in the state directory).
 
 What it keeps, and why:
-* ``passes``: every reconcile pass (trigger, revision, plan summary, outcome, duration, error), for
+* ``passes``: every reconcile pass (trigger, revision, plan summary, outcome, duration, error, and per
+  failed service its message, health-check output and last log lines, cut to a bounded size), for
   ``gitops history`` and ``status``;
 * ``revisions``: commits that failed (invalid manifests, or a rollout that rolled back), so the loop
   does not apply the same broken commit on every poll; retried after a capped backoff, on a new
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ CREATE TABLE IF NOT EXISTS passes (
     summary TEXT NOT NULL DEFAULT '{}',
     services TEXT NOT NULL DEFAULT '{}',
     error TEXT NOT NULL DEFAULT '',
-    pid INTEGER NOT NULL DEFAULT 0
+    pid INTEGER NOT NULL DEFAULT 0,
+    details TEXT NOT NULL DEFAULT '{}',
+    pins TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS revisions (
     revision TEXT PRIMARY KEY,
@@ -85,6 +88,26 @@ CREATE TABLE IF NOT EXISTS source (
 );
 """
 
+# Columns added after the first release, with their definitions: added to an older state.db when opened.
+MIGRATIONS = {("passes", "details"): "TEXT NOT NULL DEFAULT '{}'", ("passes", "pins"): "TEXT NOT NULL DEFAULT '{}'"}
+
+# Failure evidence comes from containers (health-check output, log lines): the record keeps a bounded part.
+MAX_DETAIL_CHARS = 2000  # a message or health-check output; the end of the output is kept (it says why)
+MAX_LOG_LINES = 20  # the last log lines of the failing container
+MAX_LOG_CHARS = 4000
+
+
+def bounded_details(details: dict[str, dict[str, str]] | None) -> dict[str, dict[str, str]]:
+    """Per service {message, health_output, logs}, each cut to its bound: messages keep their start, output
+    and logs their end."""
+    out = {}
+    for service, found in (details or {}).items():
+        logs = "\n".join(str(found.get("logs", "")).splitlines()[-MAX_LOG_LINES:])[-MAX_LOG_CHARS:]
+        out[service] = {"message": str(found.get("message", ""))[:MAX_DETAIL_CHARS],
+                        "health_output": str(found.get("health_output", ""))[-MAX_DETAIL_CHARS:],
+                        "logs": logs}
+    return out
+
 
 class StateError(Exception):
     """The store cannot be written (e.g. the disk is full). Temporary: retrying once space is back helps."""
@@ -101,6 +124,8 @@ class PassRecord:
     summary: dict[str, Any]
     services: dict[str, Any]
     error: str
+    details: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> message, health_output, logs
+    pins: dict[str, str] = field(default_factory=dict)  # service -> the revision whose spec it had (a pin held)
 
     @property
     def duration(self) -> float | None:
@@ -109,7 +134,8 @@ class PassRecord:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
                 "duration": self.duration, "trigger": self.trigger, "revision": self.revision,
-                "outcome": self.outcome, "summary": self.summary, "services": self.services, "error": self.error}
+                "outcome": self.outcome, "summary": self.summary, "services": self.services, "error": self.error,
+                "details": self.details, "pins": self.pins}
 
 
 @dataclass(frozen=True)
@@ -179,8 +205,21 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._migrate()
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StateError(f"state store {self.path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Add the columns an older state.db lacks (CREATE TABLE IF NOT EXISTS leaves its tables as they were)."""
+        for (table, column), definition in MIGRATIONS.items():
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                try:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+                except sqlite3.OperationalError:
+                    # another process opening the same old store added it first
+                    if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                        raise
 
     def close(self) -> None:
         with self._lock:
@@ -223,19 +262,25 @@ class StateStore:
             return int(cur.lastrowid or 0)
 
     def finish_pass(self, pass_id: int, *, revision: str, outcome: str, summary: dict[str, Any] | None = None,
-                    services: dict[str, Any] | None = None, error: str = "", now: float | None = None) -> None:
+                    services: dict[str, Any] | None = None, error: str = "",
+                    details: dict[str, dict[str, str]] | None = None, pins: dict[str, str] | None = None,
+                    now: float | None = None) -> None:
+        """``details``: per failed service its message, health-check output and log lines (bounded here);
+        ``pins``: the services held at an older revision's spec in this pass (service -> that revision)."""
         with self._tx() as db:
-            db.execute("UPDATE passes SET finished_at=?, revision=?, outcome=?, summary=?, services=?, error=? "
-                       "WHERE id=?", (now or time.time(), revision, outcome, json.dumps(summary or {}),
-                                      json.dumps(services or {}), error, pass_id))
+            db.execute("UPDATE passes SET finished_at=?, revision=?, outcome=?, summary=?, services=?, error=?, "
+                       "details=?, pins=? WHERE id=?",
+                       (now or time.time(), revision, outcome, json.dumps(summary or {}), json.dumps(services or {}),
+                        error, json.dumps(bounded_details(details)), json.dumps(pins or {}), pass_id))
 
     def passes(self, *, limit: int = 50, service: str | None = None) -> list[PassRecord]:
-        rows = self._query("SELECT id, started_at, finished_at, trigger, revision, outcome, summary, services, error "
-                           "FROM passes ORDER BY id DESC LIMIT ?", (limit if service is None else limit * 20,))
+        rows = self._query("SELECT id, started_at, finished_at, trigger, revision, outcome, summary, services, error, "
+                           "details, pins FROM passes ORDER BY id DESC LIMIT ?",
+                           (limit if service is None else limit * 20,))
         out = []
         for row in rows:
             record = PassRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                                json.loads(row[7]), row[8])
+                                json.loads(row[7]), row[8], json.loads(row[9]), json.loads(row[10]))
             if service is None or service in record.services:
                 out.append(record)
         return out[:limit]
@@ -251,9 +296,10 @@ class StateStore:
 
     def mark_good(self, revision: str, *, now: float | None = None) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO revisions (revision, status, attempts, last_attempt) VALUES (?, 'ok', 1, ?) "
-                       "ON CONFLICT(revision) DO UPDATE SET status='ok', last_attempt=excluded.last_attempt, error=''",
-                       (revision, now or time.time()))
+            # attempts counts failures since the revision last converged: its next failure backs off from the base.
+            db.execute("INSERT INTO revisions (revision, status, attempts, last_attempt) VALUES (?, 'ok', 0, ?) "
+                       "ON CONFLICT(revision) DO UPDATE SET status='ok', attempts=0, "
+                       "last_attempt=excluded.last_attempt, error=''", (revision, now or time.time()))
 
     def failed(self, revision: str) -> FailedRevision | None:
         rows = self._query("SELECT revision, attempts, last_attempt, error FROM revisions "

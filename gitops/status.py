@@ -1,9 +1,13 @@
-"""The status document: `gitops status --format json` and the daemon's GET /status.
+"""The status document: `gitops status --format json` and the daemon's GET /status, built by one function.
 
-Per service: desired vs running revision, replicas running and healthy, last outcome and why, pin;
-per host: reachable or not; the source: last fetch, commit, error. It also carries the observed
-containers, so a saved status is a snapshot that `gitops plan --observed FILE` can plan against.
-Pure: built from model objects and state records.
+Per service: desired vs running revision, replicas running and healthy, last outcome and why (with the
+health-check output and last log lines of a failure), pin; per host: reachable or not; the source: last
+fetch, commit, error. It also carries the observed containers, so a saved status is a snapshot that
+`gitops plan --observed FILE` can plan against.
+
+:func:`status_document` is the one entry point, for the CLI and the daemon alike: the same desired state
+(pins applied), the same observation and the same state store give the same document, field for field.
+Changes pending are always planned afresh from those two, never taken from a plan applied earlier.
 """
 
 from __future__ import annotations
@@ -11,16 +15,36 @@ from __future__ import annotations
 from typing import Any
 
 from gitops.model import DesiredState, ObservedState, observed_to_dict
+from gitops.plan import Plan
+from gitops.planner import PlanError, PlanOptions, plan
 from gitops.source import redact
-from gitops.state import PassRecord
+from gitops.state import PassRecord, StateStore
 
 STATUS_FORMAT = 1
 
 
+def status_document(store: StateStore, desired: DesiredState | None,
+                    observed: ObservedState | None) -> dict[str, Any]:
+    """The status document from ``desired`` (with pins applied), ``observed`` and the state store's records."""
+    passes = store.passes(limit=1)
+    return build_status(desired, observed, source=store.source(), last_pass=passes[0] if passes else None,
+                        pins=store.pins(), last_good=store.last_good(), pending=pending_plan(desired, observed))
+
+
+def pending_plan(desired: DesiredState | None, observed: ObservedState | None) -> Plan | None:
+    """What a pass would change now; None when there is nothing to compare or the planner refuses."""
+    if desired is None or observed is None:
+        return None
+    try:
+        return plan(desired, observed, options=PlanOptions(allow_empty=True))
+    except PlanError:
+        return None
+
+
 def build_status(desired: DesiredState | None, observed: ObservedState | None, *, source: dict[str, Any],
                  last_pass: PassRecord | None, pins: dict[str, tuple[str, str]],
-                 last_good: dict[str, tuple[str, str, float]], warnings: tuple[str, ...] = (),
-                 pending_changes: int | None = None) -> dict[str, Any]:
+                 last_good: dict[str, tuple[str, str, float]], pending: Plan | None) -> dict[str, Any]:
+    """Pure: the document from model objects and state records."""
     services = []
     containers = [c for h in (observed.hosts if observed else ()) for c in h.containers]
     for svc in (desired.services if desired else ()):
@@ -28,6 +52,8 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
         good = last_good.get(svc.name)
         outcome = (last_pass.services.get(svc.name) if last_pass else None) or ("converged" if good and
                                                                                good[1] == svc.spec_hash else "")
+        failed = bool(last_pass) and outcome not in ("", "converged")
+        found = (last_pass.details.get(svc.name) if last_pass and failed else None) or {}
         services.append({
             "name": svc.name,
             "desired_revision": desired.revision if desired else "",
@@ -41,7 +67,9 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
                          "restarting": sum(1 for c in mine if c.state == "restarting"),
                          "stopped": sum(1 for c in mine if not c.running)},
             "last_outcome": outcome,
-            "reason": (last_pass.error if last_pass and outcome not in ("", "converged") else ""),
+            "reason": (found.get("message") or (last_pass.error if last_pass else "")) if failed else "",
+            "health_output": found.get("health_output", ""),
+            "logs": found.get("logs", ""),
             "last_good_revision": good[0] if good else "",
             "pinned_to": pins[svc.name][0] if svc.name in pins else "",
         })
@@ -54,7 +82,7 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
         "last_pass": last_pass.to_dict() if last_pass else None,
         "hosts": hosts,
         "services": services,
-        "warnings": list(warnings),
-        "pending_changes": pending_changes,
+        "warnings": list(pending.warnings) if pending else [],
+        "pending_changes": len(pending.changes) if pending else None,
         "observed": observed_to_dict(observed) if observed else None,
     }

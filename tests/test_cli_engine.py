@@ -79,16 +79,23 @@ def test_saved_plan_applies_when_nothing_moved(write, tmp_path, docker_client, p
     assert len(docker_client.containers.list(filters={"label": f"io.gitops.project={project_name}"})) == 1
 
 
-def test_failed_apply_exits_1_with_logs_and_health_output(write, project_name) -> None:
+def test_failed_apply_exits_1_with_logs_and_health_output(write, project_name, tmp_path) -> None:
+    """A failed manual apply shows the health-check output, and its history record keeps it like a daemon pass's."""
     check = "healthcheck: {exec: ['sh', '-c', 'echo checking; grep -q v1 /www/index.html'], interval: 200ms, retries: 2}"
     root = write({"web.yaml": service("web", FAST + check)})
-    assert gitops("apply", str(root), "--yes").returncode == 0
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert gitops("apply", str(root), "--yes", *state).returncode == 0
     (root / "web.yaml").write_text(service("web", FAST + check, image="local/web:2"))
-    proc = gitops("apply", str(root), "--yes")
+    proc = gitops("apply", str(root), "--yes", *state)
     assert proc.returncode == 1
     assert "web: rolled_back: web[0] on local: health check failed" in proc.stderr
     assert "health check output: exit 1: checking" in proc.stderr
     assert "Apply FAILED" in proc.stderr
+    history = json.loads(gitops("history", *state, "--format", "json").stdout)
+    failed = history[0]
+    assert failed["outcome"] == "failed"
+    assert failed["details"]["web"]["health_output"].startswith("exit 1: checking")
+    assert "health check failed" in failed["details"]["web"]["message"]
 
 
 def test_empty_manifests_never_prune_everything(write, project_name) -> None:

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from gitops.reconciler import backoff_seconds
-from gitops.state import StateStore
+from gitops.state import MAX_DETAIL_CHARS, MAX_LOG_CHARS, MAX_LOG_LINES, StateStore
 
 
 def test_passes_round_trip_newest_first(tmp_path: Path) -> None:
@@ -121,3 +121,42 @@ def test_loose_modes_left_by_an_older_version_are_tightened(tmp_path: Path) -> N
     assert modes["."] == modes["git"] == modes["x"] == 0o700
     assert (modes["state.db"], modes["config"], modes["pack"]) == (0o600, 0o600, 0o400)
     assert Path("/etc/hostname").stat().st_mode == hostname_mode
+
+
+OLD_PASSES = """CREATE TABLE passes (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at REAL NOT NULL, finished_at REAL,
+    trigger TEXT NOT NULL, revision TEXT NOT NULL DEFAULT '', outcome TEXT NOT NULL DEFAULT 'running',
+    summary TEXT NOT NULL DEFAULT '{}', services TEXT NOT NULL DEFAULT '{}', error TEXT NOT NULL DEFAULT '',
+    pid INTEGER NOT NULL DEFAULT 0)"""
+
+
+def test_a_database_from_before_failure_details_is_migrated(tmp_path: Path) -> None:
+    """A state.db written before passes had a details column opens, keeps its passes and records details."""
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute(OLD_PASSES)
+        db.execute("INSERT INTO passes (started_at, finished_at, trigger, revision, outcome) "
+                   "VALUES (1.0, 2.0, 'startup', 'r0', 'converged')")
+    store = StateStore(tmp_path)
+    (old,) = store.passes()
+    assert (old.revision, old.details) == ("r0", {})
+    store.finish_pass(store.begin_pass("poll"), revision="r1", outcome="failed", services={"web": "rolled_back"},
+                      details={"web": {"message": "health check failed", "health_output": "exit 1: no",
+                                       "logs": "a\nb"}})
+    assert store.passes()[0].details == {"web": {"message": "health check failed", "health_output": "exit 1: no",
+                                                 "logs": "a\nb"}}
+    assert store.passes()[0].to_dict()["details"]["web"]["logs"] == "a\nb"
+    assert store.check() == "ok"
+    StateStore(tmp_path).close()  # opening a migrated store again changes nothing
+
+
+def test_failure_details_are_cut_to_a_bounded_size(tmp_path: Path) -> None:
+    """Health-check output and log lines come from containers: the record keeps their end, bounded."""
+    store = StateStore(tmp_path)
+    logs = "\n".join(f"line {i} " + "x" * 300 for i in range(100))
+    store.finish_pass(store.begin_pass("poll"), revision="r", outcome="failed",
+                      details={"web": {"message": "m" * 10_000, "health_output": "h" * 10_000 + "END",
+                                       "logs": logs}})
+    web = store.passes()[0].details["web"]
+    assert len(web["message"]) == MAX_DETAIL_CHARS and len(web["health_output"]) == MAX_DETAIL_CHARS
+    assert web["health_output"].endswith("END")  # the end of the output says why it failed
+    assert web["logs"].splitlines()[-1].startswith("line 99 ") and len(web["logs"]) <= MAX_LOG_CHARS
+    assert len(web["logs"].splitlines()) <= MAX_LOG_LINES
