@@ -1,9 +1,12 @@
 """The loop: one worker runs passes; every trigger only asks for one.
 
-Triggers (the poll timer, webhooks, file changes, a manual request) go to a Scheduler. Requests
-that arrive while a pass is pending merge into it, and at most one more pass follows the one that
-is running, however many requests came in meanwhile. The worker sleeps on a condition until a
-request comes or the next poll is due (interval with +-10% jitter): no busy polling.
+Triggers (the poll timer, webhooks, file changes, Docker events, a manual request, the timer for
+a crash-looping container's next try) go to a Scheduler. Requests that arrive while a pass is
+pending merge into it, and at most one more pass follows the one that is running, however many
+requests came in meanwhile. Webhook requests are also coalesced by the commit they announce: a
+batch that only names the commit the last pass converged asks for nothing. The worker sleeps on a
+condition until a request or a timer comes or the next poll is due (interval with +-10% jitter):
+no busy polling.
 
 SIGTERM or SIGINT: the worker finishes the pass in hand (a rolling update is not cut in half), then
 the daemon exits; a second signal also cancels health waits in progress, which roll back safely.
@@ -18,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +29,86 @@ from gitops.log import get_logger
 from gitops.metrics import Metrics
 from gitops.reconciler import PassResult, Reconciler
 from gitops.server import ServerLimits
-from gitops.status import build_status
+from gitops.status import status_document
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Every request since the worker last took one, merged: what one pass is asked to do."""
+
+    triggers: tuple[str, ...]
+    force: bool = False
+    requests: int = 0  # how many requests were merged
+    heads: frozenset[str] = frozenset()  # commits webhooks said the tracked ref moved to
+    headless: bool = True  # some request named no commit (poll, timer, event, file change, webhook without one)
+
+    def asks_only_for(self, revision: str) -> bool:
+        """True when every request was a webhook naming ``revision`` as the ref's new head."""
+        return not self.force and not self.headless and self.heads == {revision}
+
+
+HEAL_RETRY = "crash-loop retry"
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._cond = threading.Condition()
+        self._clock = clock
         self._pending: list[str] = []
         self._force = False
+        self._count = 0
+        self._heads: set[str] = set()
+        self._headless = False
+        self._timers: dict[str, float] = {}  # trigger -> when (clock) to request it
         self._stopped = False
         self.requests = 0
 
-    def request(self, trigger: str, *, force: bool = False) -> None:
+    def request(self, trigger: str, *, force: bool = False, head: str = "") -> None:
+        """Ask for a pass; ``head`` is the commit a webhook says the tracked ref now points to, if it says."""
         with self._cond:
-            self.requests += 1
-            if trigger not in self._pending:
-                self._pending.append(trigger)
-            self._force = self._force or force
+            self._add(trigger, force=force, head=head)
             self._cond.notify_all()
 
-    def take(self, timeout: float) -> tuple[list[str], bool] | None:
-        """Wait up to ``timeout`` for requests; return them (or ['poll'] on timeout), None once stopped."""
+    def _add(self, trigger: str, *, force: bool = False, head: str = "") -> None:
+        self.requests += 1
+        self._count += 1
+        if trigger not in self._pending:
+            self._pending.append(trigger)
+        self._force = self._force or force
+        if head:
+            self._heads.add(head)
+        else:
+            self._headless = True
+
+    def schedule(self, trigger: str, at: float | None) -> None:
+        """Request ``trigger`` at ``at`` (the scheduler's clock), replacing an earlier timer of it; None cancels."""
         with self._cond:
-            self._cond.wait_for(lambda: bool(self._pending) or self._stopped, timeout=max(0.0, timeout))
-            if self._stopped:
-                return None
-            triggers, force = self._pending or ["poll"], self._force
-            self._pending, self._force = [], False
-            return triggers, force
+            if at is None:
+                self._timers.pop(trigger, None)
+            else:
+                self._timers[trigger] = at
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> Batch | None:
+        """Wait up to ``timeout`` for requests (timers come due as requests); return them merged, a 'poll'
+        batch on timeout, or None once stopped."""
+        deadline = self._clock() + max(0.0, timeout)
+        with self._cond:
+            while not self._stopped:
+                now = self._clock()
+                for trigger, at in sorted(self._timers.items(), key=lambda item: item[1]):
+                    if at <= now:
+                        del self._timers[trigger]
+                        self._add(trigger)
+                if self._pending:
+                    batch = Batch(tuple(self._pending), self._force, self._count, frozenset(self._heads),
+                                  self._headless)
+                    self._pending, self._force, self._count, self._heads, self._headless = [], False, 0, set(), False
+                    return batch
+                if now >= deadline:
+                    return Batch(("poll",))
+                self._cond.wait(min([deadline, *self._timers.values()]) - now)
+            return None
 
     def stop(self) -> None:
         with self._cond:
@@ -82,18 +137,14 @@ class Daemon:
         self.after_pass: Callable[[], None] = lambda: None
 
     # -- DaemonView for the HTTP server --------------------------------------------------------------------
-    def request_pass(self, trigger: str) -> None:
-        self.scheduler.request(trigger)
+    def request_pass(self, trigger: str, head: str = "") -> None:
+        self.scheduler.request(trigger, head=head)
 
     def status(self) -> dict[str, Any]:
+        """The document `gitops status --format json` prints, from the last pass's desired state (pins
+        applied) and observation: changes pending are planned afresh, not those of the plan just applied."""
         r = self.reconciler
-        state = r.state
-        passes = state.passes(limit=1)
-        last_plan = r.last_result.plan if r.last_result else None
-        return build_status(r.last_desired, r.last_observed, source=state.source(),
-                            last_pass=passes[0] if passes else None, pins=state.pins(), last_good=state.last_good(),
-                            warnings=last_plan.warnings if last_plan else (),
-                            pending_changes=len(last_plan.changes) if last_plan else None)
+        return status_document(r.state, r.last_desired, r.last_observed)
 
     def alive(self) -> bool:
         return self._worker_alive and not self.scheduler.stopped
@@ -112,16 +163,44 @@ class Daemon:
         next_poll = time.monotonic() + self.next_delay()
         try:
             while True:
-                taken = self.scheduler.take(next_poll - time.monotonic())
-                if taken is None:
+                batch = self.scheduler.take(next_poll - time.monotonic())
+                if batch is None:
                     break
-                triggers, force = taken
-                self.run_pass(",".join(triggers), force=force)
+                if self._already_applied(batch):
+                    continue
+                self.log.info("pass.starting", trigger=",".join(batch.triggers), requests=batch.requests)
+                self.run_pass(",".join(batch.triggers), force=batch.force)
                 self._ready.set()
                 self.after_pass()
+                self._schedule_heal_retry()
                 next_poll = time.monotonic() + self.next_delay()
         finally:
             self._worker_alive = False
+
+    def _already_applied(self, batch: Batch) -> bool:
+        """Webhooks that only say the ref moved to the commit the last pass fetched and converged ask for
+        nothing: a burst is coalesced by the head it announces, however long it lasts. (Drift is not theirs
+        to find: Docker events and the poll do that.)"""
+        last = self.reconciler.last_result
+        if last is None or not last.ok or not batch.asks_only_for(last.revision):
+            return False
+        self.log.info("webhooks.coalesced", requests=batch.requests, revision=last.revision[:12],
+                      note="the last pass already applied this commit")
+        return True
+
+    # Started a little after the backoff ends, so that the pass finds it over (its clock is not this one).
+    RETRY_MARGIN = 0.1
+
+    def _schedule_heal_retry(self) -> None:
+        """Wake up when the first crash-looping container held back by the backoff may start again: nothing
+        else would ask for that pass (its container is stopped: no events) before the next poll."""
+        at = self.reconciler.heal_retry_at
+        delay = None if at is None else at - self.reconciler.clock()
+        if delay is None or delay <= 0:
+            self.scheduler.schedule(HEAL_RETRY, None)
+            return
+        self.scheduler.schedule(HEAL_RETRY, time.monotonic() + delay + self.RETRY_MARGIN)
+        self.log.info("heal.retry_scheduled", seconds=round(delay + self.RETRY_MARGIN, 3))
 
     def run_pass(self, trigger: str, *, force: bool = False) -> PassResult:
         self.passes += 1

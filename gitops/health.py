@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gitops.failpoints import failpoint
@@ -120,7 +121,7 @@ def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threadi
         if hc is None:
             healthy = status == "running"
         elif hc.kind == "exec":
-            health = (state.get("Health") or {}).get("Status", "starting")
+            health = current_health(state)
             if health == "unhealthy":
                 raise HealthFailure("health check failed", _health_output(state))
             healthy = health == "healthy"
@@ -152,6 +153,37 @@ def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threadi
             wait = min(wait, max(0.01, min_healthy - (now - healthy_since)))
         if cancel.wait(wait):
             raise HealthFailure("cancelled")
+
+
+def docker_time(text: object) -> datetime | None:
+    """A timestamp from an inspect answer (RFC 3339, nanoseconds cut to microseconds); None if absent or unset."""
+    if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def current_health(state: dict[str, Any]) -> str:
+    """Docker's health status, as far as it is about the container's current run.
+
+    A container started again keeps the Health block of its previous run: its Log, and (seen on some engines
+    right after ``start``) its old ``unhealthy`` or ``healthy`` Status. A status counts only once a check that
+    began after ``State.StartedAt`` has ended; until then the container is still ``starting``. Both times come
+    from the engine's own clock, so a host whose clock differs from the reconciler's is judged the same way.
+    """
+    health = state.get("Health") or {}
+    status = str(health.get("Status") or "starting")
+    if status not in ("healthy", "unhealthy"):
+        return status
+    started = docker_time(state.get("StartedAt"))
+    if started is None:
+        return status  # nothing to compare with: take Docker's word
+    log = health.get("Log") or []
+    last = docker_time(log[-1].get("Start")) if log and isinstance(log[-1], dict) else None
+    return status if last is not None and last >= started else "starting"
 
 
 def _health_output(state: dict[str, Any]) -> str:

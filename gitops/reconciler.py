@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,16 +25,17 @@ from typing import Any, Protocol
 from gitops.docker_host import HostError
 from gitops.executor import ApplyResult, Executor
 from gitops.failpoints import failpoint
+from gitops.health import STOPPED_EXIT_CODES, Inspector
 from gitops.lease import DEFAULT_TTL, Lease, new_holder
 from gitops.loading import load_repo
 from gitops.log import get_logger
-from gitops.model import DesiredState, ObservedState, SecretKey, ServiceSpec
+from gitops.model import DesiredState, ObservedContainer, ObservedState, SecretKey, ServiceSpec
 from gitops.observe import observe_with_store, open_hosts
 from gitops.plan import Plan
 from gitops.planner import PlanError, PlanOptions, plan
 from gitops.secret_key import installation_key
 from gitops.source import Checkout, SourceError, redact, revision_of
-from gitops.state import StateError, StateStore
+from gitops.state import StateError, StateStore, bounded_details
 
 
 class Source(Protocol):
@@ -80,6 +81,15 @@ class PassResult:
         return self.outcome in ("converged", "no_changes")
 
 
+def failure_details(applied: ApplyResult | None) -> dict[str, dict[str, str]]:
+    """Per service that did not converge: its message, health-check output and last log lines, for the
+    pass record (the store cuts them to a bounded size)."""
+    if applied is None:
+        return {}
+    return {o.service: {"message": o.message, "health_output": o.health_output, "logs": o.logs}
+            for o in applied.services.values() if o.status != "converged"}
+
+
 class PassHooks(Protocol):
     def pass_finished(self, result: PassResult) -> None: ...
     def fetch_failed(self) -> None: ...
@@ -96,6 +106,16 @@ def _drifted(the_plan: Plan) -> int:
     """Instances found changed by hand: stopped, replaced (healed or only reported), or crash-looping."""
     return sum(1 for s in the_plan.steps if s.kind == "service" and (
         s.reason.startswith(("container is ", "crash-looping")) or "(selfHeal off)" in s.reason))
+
+
+def _repairs_only(the_plan: Plan) -> set[str]:
+    """Services whose every change puts back a container of the commit's own spec (found stopped, or
+    replaced by hand): drift repairs, not a rollout of the commit."""
+    repair: dict[str, bool] = {}
+    for step in the_plan.changes:
+        if step.kind == "service":
+            repair[step.name] = repair.get(step.name, True) and step.reason.startswith("container is ")
+    return {name for name, only in repair.items() if only}
 
 
 def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
@@ -125,9 +145,12 @@ class Reconciler:
         self.cancel = threading.Event()  # set on a second SIGTERM: health waits give up and roll back
         self.lease_ttl = lease_ttl
         self.holder = new_holder()
+        self._pins_held: dict[str, str] = {}
         self.heal_starts: dict[str, list[float]] = {}  # container id -> times gitops started it again
         self._own: dict[str, tuple[frozenset[str], float]] = {}  # container name/id -> (events expected, when)
         self._own_lock = threading.Lock()
+        self._own_stops: dict[str, float] = {}  # container name/id -> when gitops last stopped or removed it
+        self.heal_retry_at: float | None = None  # when the first held-back crash-looping container may start again
 
     # -- the pass -----------------------------------------------------------------------------------------
     def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
@@ -139,6 +162,7 @@ class Reconciler:
             self.log.error("pass.state_unwritable", error=str(exc))
             self.hooks.pass_finished(result)
             return result
+        self._pins_held = {}  # filled by _apply_pins, recorded with the pass
         try:
             result = self._pass(force=force, dry_run=dry_run)
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything a pass throws
@@ -147,15 +171,19 @@ class Reconciler:
         result.duration = time.monotonic() - started
         failpoint("before_record")
         summary = result.plan.summary() if result.plan else {}
+        details = failure_details(result.apply)
         try:
             self.state.finish_pass(pass_id, revision=result.revision, outcome=result.outcome, summary=summary,
-                                   services=result.services, error=result.message if not result.ok else "")
+                                   services=result.services, error=result.message if not result.ok else "",
+                                   details=details, pins=self._pins_held)
         except StateError as exc:
             result.errors.append(str(exc))
             self.log.error("pass.state_unwritable", error=str(exc))
         self.last_result = result
         for warning in result.plan.warnings if result.plan else ():
             self.log.warning("plan.warning", warning=warning)
+        for name, found in sorted(bounded_details(details).items()):  # the evidence `gitops apply` prints
+            self.log.error("pass.service_failed", service=name, status=result.services.get(name, ""), **found)
         self.log.info("pass.finished", trigger=trigger, outcome=result.outcome, revision=result.revision[:12],
                       seconds=round(result.duration, 3), message=result.message)
         self.hooks.pass_finished(result)
@@ -196,7 +224,7 @@ class Reconciler:
             observed = observe_with_store(desired, hosts, self.state)
             self.last_observed = observed
             try:
-                the_plan = plan(desired, observed, options=self._options(observed))
+                the_plan = plan(desired, observed, options=self._options(observed, hosts))
             except PlanError as exc:
                 refusal = str(exc)
                 self._safe(lambda: self.state.mark_failed(revision, refusal))
@@ -227,7 +255,7 @@ class Reconciler:
                                   f"hosts; its lease ends within {until:.0f}s")
             try:
                 observed = observe_with_store(desired, hosts, self.state)
-                the_plan = plan(desired, observed, options=self._options(observed))
+                the_plan = plan(desired, observed, options=self._options(observed, hosts))
                 drifted = _drifted(the_plan)
                 if not the_plan.has_changes:
                     return PassResult("no_changes", revision, "another reconciler already applied it", plan=the_plan)
@@ -239,8 +267,9 @@ class Reconciler:
                 executor = Executor(desired, hosts, concurrency=self.concurrency)
                 executor.cancel = self.cancel
                 executor.on_own_action = self.note_own_action
+                apply_began = self.clock()
                 applied = executor.apply(the_plan)
-                self._count_heal_starts(the_plan)
+                self._count_heal_starts(the_plan, at=apply_began)
                 self._safe(lambda: self.state.trust_containers(executor.created))
                 # status reports what runs now, not before
                 self.last_observed = observe_with_store(desired, hosts, self.state)
@@ -256,8 +285,10 @@ class Reconciler:
         problems = applied.problems()
         # Only the commit's own failures (health checks, refused specs) block it from being retried; a host
         # that failed under it (unreachable, restarting) is retried on the next pass.
+        # Nor does a failed drift repair: it put back the commit's own containers, which converged before.
+        repairs = _repairs_only(the_plan)
         own_fault = [o for o in applied.services.values()
-                     if o.status not in ("converged", "skipped") and not o.temporary]
+                     if o.status not in ("converged", "skipped") and not o.temporary and o.service not in repairs]
         if own_fault:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
@@ -279,6 +310,11 @@ class Reconciler:
             for ref, (_, when) in list(self._own.items()):
                 if now - when > self.OWN_WINDOW:
                     del self._own[ref]
+            if action != "start":
+                self._own_stops.update((ref, now) for ref in refs if ref)
+            for ref, when in list(self._own_stops.items()):
+                if now - when > self.HEAL_WINDOW:
+                    del self._own_stops[ref]
 
     def is_own_event(self, action: str, *refs: str) -> bool:
         """True when a Docker event is explained by something gitops itself just did."""
@@ -295,24 +331,49 @@ class Reconciler:
     HEAL_BACKOFF_CAP = 300.0
     HEAL_WINDOW = 900.0
 
-    def _options(self, observed: ObservedState) -> PlanOptions:
-        """Hold back self-heal starts of containers gitops started recently and that died again."""
+    def _options(self, observed: ObservedState, hosts: Mapping[str, Inspector] | None = None) -> PlanOptions:
+        """Hold back self-heal starts of containers gitops started recently and that died again by themselves;
+        ``heal_retry_at`` says when the first of them may be started again (the daemon wakes up then)."""
         now = self.clock()
         hold = []
+        retry_at: float | None = None
         for host in observed.hosts:
             for c in host.containers:
                 starts = [t for t in self.heal_starts.get(c.id, []) if now - t < self.HEAL_WINDOW]
                 self.heal_starts[c.id] = starts
                 if c.running or not starts:
                     continue
+                if self._stopped_by_hand(c, since=starts[-1], hosts=hosts):
+                    self.heal_starts[c.id] = []  # it did not die by itself: drift to repair now, not a crash
+                    continue
                 wait = backoff_seconds(len(starts), base=self.HEAL_BACKOFF_BASE, cap=self.HEAL_BACKOFF_CAP)
-                if now - starts[-1] < wait:
+                left = wait - (now - starts[-1])
+                if left > 0:
                     hold.append((c.name, f"started again {len(starts)} times, it died each time; next try in "
-                                         f"{wait - (now - starts[-1]):.0f}s"))
+                                         f"{left:.0f}s"))
+                    retry_at = now + left if retry_at is None else min(retry_at, now + left)
+        self.heal_retry_at = retry_at
         return PlanOptions(allow_empty=self.allow_empty, hold=tuple(sorted(hold)))
 
-    def _count_heal_starts(self, executed: Plan) -> None:
-        now = self.clock()
+    def _stopped_by_hand(self, c: ObservedContainer, *, since: float, hosts: Mapping[str, Inspector] | None) -> bool:
+        """True when ``c`` ended by SIGTERM/SIGKILL (exit 143/137, not out of memory) that gitops did not send
+        after its last start: someone's `docker stop`. Only inspected for containers gitops restarted lately."""
+        with self._own_lock:
+            if max(self._own_stops.get(c.id, 0.0), self._own_stops.get(c.name, 0.0)) >= since:
+                return False  # gitops stopped it itself (an undone start): that start counts as failed
+        host = hosts.get(c.host) if hosts else None
+        if host is None:
+            return False
+        try:
+            state = host.inspect(c.id).get("State") or {}
+        except HostError:
+            return False  # cannot tell: keep the backoff
+        return state.get("ExitCode") in STOPPED_EXIT_CODES and not state.get("OOMKilled")
+
+    def _count_heal_starts(self, executed: Plan, *, at: float) -> None:
+        """Record the starts of ``executed`` at ``at``, before the apply: a stop gitops makes during it (an
+        undone start) is then later than the start, and not taken for someone's `docker stop`."""
+        now = at
         for step in executed.changes:
             if step.reason.startswith("container is "):
                 for op in step.ops:
@@ -373,34 +434,24 @@ class Reconciler:
         pins = self.state.pins()
         if not pins:
             return desired
-        services = list(desired.services)
-        for i, svc in enumerate(services):
-            if svc.name not in pins:
-                continue
-            revision, head_hash = pins[svc.name]
-            if svc.spec_hash != head_hash:
+        for svc in desired.services:
+            if svc.name in pins and svc.spec_hash != pins[svc.name][1]:
                 self.state.unpin(svc.name)
                 self.log.info("pin.released", service=svc.name, reason="a new commit changed the service")
-                continue
-            pinned = self.spec_at(svc.name, revision)
-            if pinned is not None:
-                services[i] = dataclasses.replace(pinned, replicas=svc.replicas, hosts=svc.hosts)
         for name in set(pins) - {s.name for s in desired.services}:
             self.state.unpin(name)
-        return dataclasses.replace(desired, services=tuple(services))
+        held = self.state.pins()
+        pinned = with_pins(desired, held, self.spec_at)
+        self._pins_held = {s.name: held[s.name][0] for s in pinned.services if s.name in held
+                           and s.spec_hash != desired.service(s.name).spec_hash}
+        return pinned
 
     def spec_at(self, service: str, revision: str) -> ServiceSpec | None:
-        checkout = self.source.fetch_commit(revision)
-        loaded = load_repo(checkout.path, revision=checkout.commit, key=self.key)
-        if loaded.desired is None:
-            return None
-        try:
-            return loaded.desired.service(service)
-        except KeyError:
-            return None
+        return service_at(self.source.fetch_commit(revision), service, key=self.key)
 
-    def rollback(self, service: str, *, to: str | None = None) -> tuple[str, PassResult]:
-        """Pin ``service`` at ``to`` (default: the revision before its last-known-good) and apply now."""
+    def rollback(self, service: str, *, to: str | None = None) -> tuple[RollbackTarget, PassResult]:
+        """Pin ``service`` at ``to`` (default: the last converged revision whose spec of it differs from the
+        one it has now) and apply now."""
         head = self.source.fetch()
         loaded = load_repo(head.path, revision=head.commit, key=self.key)
         if loaded.desired is None:
@@ -409,21 +460,93 @@ class Reconciler:
             current = loaded.desired.service(service)
         except KeyError:
             raise SourceError(f"service {service!r} is not declared at HEAD", temporary=False) from None
-        target = to or self._previous_revision(service, head.commit)
-        if target is None:
-            raise SourceError(f"no earlier revision of {service!r} is known; pass --to REVISION", temporary=False)
-        spec = self.spec_at(service, target)
-        if spec is None:
-            raise SourceError(f"service {service!r} does not exist (or does not validate) at {target[:12]}",
-                              temporary=False)
-        self.state.pin(service, self.source.fetch_commit(target).commit, current.spec_hash)
+        now = with_pins(loaded.desired, self.state.pins(), self.spec_at).service(service).spec_hash
+        if to is None:
+            target = self._previous_revision(service, now)
+        else:
+            spec = self.spec_at(service, to)
+            if spec is None:
+                raise SourceError(f"service {service!r} does not exist (or does not validate) at {to[:12]}",
+                                  temporary=False)
+            target = RollbackTarget(self.source.fetch_commit(to).commit, same_spec=spec.spec_hash == now)
+        self.state.pin(service, target.revision, current.spec_hash)
         return target, self.run_pass(f"rollback {service}", force=True)
 
-    def _previous_revision(self, service: str, head: str) -> str | None:
+    def _previous_revision(self, service: str, current_hash: str) -> RollbackTarget:
+        """The newest revision at which ``service`` converged with a spec other than ``current_hash``: a
+        revision with the same spec (a commit that only touched other files) would pin it where it is."""
+        # a pass that held the service at a pin ran the pinned revision's spec, not its own revision's
+        candidates = [r.pins.get(service) or r.revision for r in self.state.passes(limit=200, service=service)
+                      if r.revision and r.services.get(service) == "converged"]
         good = self.state.last_good().get(service)
-        for record in self.state.passes(limit=200, service=service):
-            if record.revision and record.revision != head and record.services.get(service) == "converged":
-                return record.revision
-        if good and good[0] != head:
-            return good[0]
+        if good:
+            candidates.append(good[0])
+        skipped: list[str] = []
+        for revision in dict.fromkeys(candidates):  # newest first, each once
+            if len(skipped) >= self.MAX_ROLLBACK_CANDIDATES:
+                break
+            try:
+                spec = self.spec_at(service, revision)
+            except SourceError:
+                continue  # a commit gone from the remote (force-push) cannot be rolled back to
+            if spec is None:
+                continue
+            if spec.spec_hash != current_hash:
+                return RollbackTarget(revision, picked=True, skipped=tuple(skipped))
+            skipped.append(revision)
+        note = f" ({_skipped(tuple(skipped))})" if skipped else ""
+        raise SourceError(f"no earlier converged revision of {service!r} has a spec other than the one it has "
+                          f"now{note}; pass --to REVISION", temporary=False)
+
+    MAX_ROLLBACK_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class RollbackTarget:
+    """The revision a rollback pins, and why it was chosen."""
+
+    revision: str
+    picked: bool = False  # chosen by gitops (no --to)
+    skipped: tuple[str, ...] = ()  # newer converged revisions passed over: their spec was the current one
+    same_spec: bool = False  # --to named a revision whose spec is the one the service has now
+
+    def sentence(self, service: str) -> str:
+        rev = self.revision[:12]
+        if self.same_spec:
+            return f"{service}: the spec of {service} at {rev} is the one it has now: the pin keeps it as it is"
+        if not self.picked:
+            return f"{service}: rolling back to {rev}"
+        return (f"{service}: rolling back to {rev}, the last converged revision whose spec of {service} differs "
+                f"from the current one" + (f" ({_skipped(self.skipped)})" if self.skipped else ""))
+
+
+def _skipped(revisions: tuple[str, ...]) -> str:
+    shown = ", ".join(r[:12] for r in revisions[:10]) + (", ..." if len(revisions) > 10 else "")
+    return f"skipped {len(revisions)} revision{'s' if len(revisions) != 1 else ''} with the same spec: {shown}"
+
+
+def service_at(checkout: Checkout, service: str, *, key: SecretKey) -> ServiceSpec | None:
+    """``service``'s spec in ``checkout``; None when the revision does not validate or lacks it."""
+    loaded = load_repo(checkout.path, revision=checkout.commit, key=key)
+    if loaded.desired is None:
         return None
+    try:
+        return loaded.desired.service(service)
+    except KeyError:
+        return None
+
+
+def with_pins(desired: DesiredState, pins: dict[str, tuple[str, str]],
+              spec_at: Callable[[str, str], ServiceSpec | None]) -> DesiredState:
+    """``desired`` with each pinned service at its pinned revision's spec, while the pin holds (HEAD still
+    has the spec it had when pinned); replicas and placement stay HEAD's. Reads only: releasing a pin is
+    the pass's job. The pass and `gitops status` both use it, so status compares with what a pass enforces."""
+    services = list(desired.services)
+    for i, svc in enumerate(services):
+        held = pins.get(svc.name)
+        if held is None or held[1] != svc.spec_hash:
+            continue
+        pinned = spec_at(svc.name, held[0])
+        if pinned is not None:
+            services[i] = dataclasses.replace(pinned, replicas=svc.replicas, hosts=svc.hosts)
+    return dataclasses.replace(desired, services=tuple(services))

@@ -44,7 +44,7 @@ BEARER_CHALLENGE = 'Bearer realm="gitops"'
 
 
 class DaemonView(Protocol):
-    def request_pass(self, trigger: str) -> None: ...
+    def request_pass(self, trigger: str, head: str = "") -> None: ...
     def status(self) -> dict[str, Any]: ...
     def alive(self) -> bool: ...
     def ready(self) -> bool: ...
@@ -120,7 +120,7 @@ def make_app(daemon: DaemonView, *, secret: bytes, branch: str, metrics: Metrics
         if verdict.trigger:
             if deliveries.seen(verdict.delivery):
                 return answer(200, "duplicate delivery ignored")
-            daemon.request_pass(f"webhook:{provider}")
+            daemon.request_pass(f"webhook:{provider}", verdict.head)
         if log:
             log("webhook", provider=provider, status=verdict.status, message=verdict.message)
         return answer(verdict.status, verdict.message)

@@ -8,6 +8,8 @@
 Authentication happens on the raw bytes before anything is parsed. Comparisons are constant-time
 over bytes; a header that is missing, empty, not ASCII or malformed fails like a wrong one (401).
 The webhook never says which commit to deploy: it only asks for a pass, which fetches the tracked ref.
+The push's `after` commit rides along only so that the scheduler can drop requests for a commit the
+last pass already applied (a burst of deliveries for one push); it never selects what is fetched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 PROVIDERS = ("github", "gitlab", "gitea", "generic")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,14 @@ class Verdict:
     message: str
     trigger: bool = False  # ask for a pass
     delivery: str = ""
+    head: str = ""  # the commit the push says the ref moved to (`after`), lower-case full hex; "" if none
+
+
+def _head(value: object) -> str:
+    """A push payload's `after`: a full SHA-1 or SHA-256 commit id, never all zeros (a deleted ref)."""
+    if not isinstance(value, str) or not _COMMIT.match(value.lower()) or not value.strip("0"):
+        return ""
+    return value.lower()
 
 
 def _ascii(value: str | None) -> bytes | None:
@@ -102,7 +113,7 @@ def interpret(provider: str, headers: Mapping[str, str], body: bytes, *, branch:
         return Verdict(400, "push payload has no ref", delivery=delivery)
     if branch and ref not in (branch, f"refs/heads/{branch}", f"refs/tags/{branch}"):
         return Verdict(202, f"ignored: push to {ref[:100]}, not the tracked ref", delivery=delivery)
-    return Verdict(202, "pass requested", trigger=True, delivery=delivery)
+    return Verdict(202, "pass requested", trigger=True, delivery=delivery, head=_head(payload.get("after")))
 
 
 class DeliveryLog:

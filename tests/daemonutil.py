@@ -71,8 +71,10 @@ class DaemonProcess:
         assert code == 200, body
         return json.loads(body)
 
-    def github_push(self, branch: str = "main", *, delivery: str | None = None) -> int:
-        body = json.dumps({"ref": f"refs/heads/{branch}"}).encode()
+    def github_push(self, branch: str = "main", *, delivery: str | None = None, after: str | None = None) -> int:
+        """A signed GitHub push delivery; ``after`` is the new head it announces (GitHub always sends one)."""
+        payload = {"ref": f"refs/heads/{branch}", **({"after": after} if after else {})}
+        body = json.dumps(payload).encode()
         sig = "sha256=" + hmac.new(SECRET, body, hashlib.sha256).hexdigest()
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/hooks/github", data=body, method="POST", headers={
             "X-Hub-Signature-256": sig, "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
@@ -107,3 +109,16 @@ class DaemonProcess:
 
     def last_pass(self) -> dict:
         return self.status()["last_pass"] or {}
+
+    def log_events(self, event: str) -> list[dict]:
+        """The daemon's JSON log lines whose event is ``event``."""
+        found = []
+        for line in self.log.read_text().splitlines():
+            if f'"{event}"' in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line still being written
+                if record.get("event") == event:
+                    found.append(record)
+        return found

@@ -86,3 +86,40 @@ def test_unhealthy_reports_the_last_check_output() -> None:
         assert str(exc) == "health check failed" and exc.detail == "exit 1: db not reachable"
     else:
         raise AssertionError("unhealthy passed")
+
+
+def _run(started: str, log: list[dict], status: str) -> dict:
+    return {"Status": "running", "StartedAt": started, "Health": {"Status": status, "Log": log}}
+
+
+# What Docker 20.10 reported for a container made unhealthy, stopped by hand, then started again (times in
+# the engine's clock): the Health block is the previous run's until the first check of the new run ends.
+OLD_RUN = [{"Start": "2026-11-23T21:56:03.040171553Z", "End": "2026-11-23T21:56:03.113006214Z", "ExitCode": 1,
+            "Output": "sick\n"},
+           {"Start": "2026-11-23T21:56:03.316009054Z", "End": "2026-11-23T21:56:03.37468079Z", "ExitCode": 1,
+            "Output": "sick\n"}]
+RESTARTED = "2026-11-23T21:56:03.865390126Z"
+NEW_CHECK = {"Start": "2026-11-23T21:56:04.07Z", "End": "2026-11-23T21:56:04.1Z", "ExitCode": 0, "Output": ""}
+
+
+def test_a_health_status_from_before_the_last_start_is_ignored() -> None:
+    """Right after `start`, an `unhealthy` left over from the previous run does not fail the gate: it waits
+    for the first check of this run, which passes."""
+    hc = HealthCheck("exec", ("CMD", "true"), interval=0.2, timeout=0.2, retries=2)
+    states = [_run(RESTARTED, OLD_RUN, "unhealthy")] * 3 + [_run(RESTARTED, OLD_RUN + [NEW_CHECK], "healthy")]
+    host = FakeHost(states)
+    assert wait_healthy(host, "x", svc(hc, healthy_deadline=30), clock=Clock()) > 0 and host.calls == 4
+
+
+def test_a_healthy_status_from_before_the_last_start_does_not_pass_the_gate() -> None:
+    """A stale `healthy` is not proof either: the gate fails on the first check of this run that fails."""
+    hc = HealthCheck("exec", ("CMD", "true"), interval=0.2, timeout=0.2, retries=1)
+    old_ok = [dict(entry, ExitCode=0, Output="") for entry in OLD_RUN]
+    failed = dict(NEW_CHECK, ExitCode=1, Output="not ready\n")
+    host = FakeHost([_run(RESTARTED, old_ok, "healthy")] * 2 + [_run(RESTARTED, old_ok + [failed], "unhealthy")])
+    try:
+        wait_healthy(host, "x", svc(hc, healthy_deadline=30), clock=Clock())
+    except HealthFailure as exc:
+        assert (str(exc), exc.detail, host.calls) == ("health check failed", "exit 1: not ready", 3)
+    else:
+        raise AssertionError("a healthy status from the previous run passed the gate")

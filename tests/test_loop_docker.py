@@ -6,8 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -65,21 +65,42 @@ def test_push_and_signed_webhook_converge(tmp_path, remote, docker_client, proje
     assert "daemon.stopped" in d.log.read_text()
 
 
-def test_a_burst_of_200_webhooks_causes_at_most_2_passes(tmp_path, remote, docker_client, project_name) -> None:
+def _burst(d: DaemonProcess, count: int, spread: float, after: str) -> list[int]:
+    """``count`` signed pushes announcing ``after``, sent at even times over ``spread`` seconds."""
+    codes: list[int] = []
+    begin = time.monotonic()
+
+    def send(i: int) -> None:
+        time.sleep(max(0.0, begin + spread * i / count - time.monotonic()))  # the load's schedule, not a wait
+        codes.append(d.github_push(after=after))
+
+    with ThreadPoolExecutor(32) as pool:
+        list(pool.map(send, range(count)))
+    return codes
+
+
+@pytest.mark.parametrize("spread", [1.0, 3.0])
+def test_a_burst_of_200_webhooks_causes_at_most_2_passes(tmp_path, remote, docker_client, project_name,
+                                                         spread: float) -> None:
+    """200 signed pushes of one commit over 1 s (and 3 s), longer than a pass: requests are coalesced by the
+    head they announce, not by when they arrive, so one pass applies the commit and the rest ask for nothing."""
     with DaemonProcess(tmp_path, "--repo", str(remote.bare), "--interval", "1h") as d:
         before = d.metric("gitops_passes_total")
-        remote.commit({"web.yaml": service("web", FAST + CHECK + "env: {BURST: '1'}")})
-        codes: list[int] = []
-        threads = [threading.Thread(target=lambda: codes.append(d.github_push())) for _ in range(200)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        applies_before = len(d.log_events("apply.started"))
+        commit = remote.commit({"web.yaml": service("web", FAST + CHECK + "env: {BURST: '1'}")})
+        codes = _burst(d, 200, spread, commit)
         assert codes.count(202) == 200
-        d.wait_for(lambda: d.status()["services"][0]["replicas"]["up_to_date"] == 1
-                   and d.last_pass().get("finished_at"), 60, "convergence")
-        time.sleep(1.5)  # nothing else pending
+
+        def taken() -> int:  # requests the worker has taken: merged into a pass, or dropped as already applied
+            return sum(e["requests"] for e in d.log_events("pass.starting") + d.log_events("webhooks.coalesced"))
+
+        d.wait_for(lambda: taken() == 201, 60, "the worker to take every request (startup + 200)")
+        d.wait_for(lambda: d.last_pass().get("finished_at") and d.last_pass()["revision"] == commit, 60, "the pass")
         passes = d.metric("gitops_passes_total") - before
+        applies = len(d.log_events("apply.started")) - applies_before
+        print(f"spread {spread}s: {passes:.0f} passes, {applies} applied, "
+              f"{len(d.log_events('webhooks.coalesced'))} coalesced batches")
+        assert d.last_pass()["outcome"] == "converged" and applies == 1
         assert 1 <= passes <= 2, passes
 
 

@@ -65,9 +65,11 @@ def test_no_secret_never_verifies() -> None:
 class View:
     def __init__(self) -> None:
         self.requests: list[str] = []
+        self.heads: list[str] = []
 
-    def request_pass(self, trigger: str) -> None:
+    def request_pass(self, trigger: str, head: str = "") -> None:
         self.requests.append(trigger)
+        self.heads.append(head)
 
     def status(self) -> dict:
         return {"ok": True}
@@ -133,6 +135,22 @@ def test_signed_push_asks_for_a_pass_within_a_second(server) -> None:
     status, data, elapsed = post(port, "/hooks/github", PUSH, gh(PUSH))
     assert (status, data["message"]) == (202, "pass requested")
     assert elapsed < 1.0 and len(view.requests) == before + 1
+
+
+@pytest.mark.parametrize("provider, headers", [
+    ("github", lambda body: gh(body)),
+    ("gitlab", lambda body: {"X-Gitlab-Token": SECRET.decode(), "X-Gitlab-Event": "Push Hook"}),
+    ("gitea", lambda body: {"X-Gitea-Signature": sign(body), "X-Gitea-Event": "push"}),
+])
+def test_a_push_passes_on_the_new_head_it_announces(server, provider: str, headers) -> None:
+    """The `after` commit travels with the request, so that the scheduler can coalesce by it; anything that
+    is not a full commit id (a deleted branch's zeros, a short or non-hex value) names no head."""
+    port, view, _ = server
+    for after, head in (("a1" * 20, "a1" * 20), ("B2" * 32, "b2" * 32), ("0" * 40, ""), ("abc123", ""),
+                        ("z" * 40, ""), (None, ""), (7, "")):
+        body = json.dumps({"ref": "refs/heads/main", "after": after}).encode()
+        assert post(port, f"/hooks/{provider}", body, headers(body))[0] == 202
+        assert view.heads[-1] == head, (after, view.heads[-1])
 
 
 def test_each_provider_over_http(server) -> None:
