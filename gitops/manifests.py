@@ -20,9 +20,12 @@ This module reads files but never imports docker or git, and never executes anyt
 from __future__ import annotations
 
 import copy
+import errno
 import io
+import math
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from ruamel.yaml import events as ev
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scanner import Scanner
 
 JsonPath = tuple[str | int, ...]
 
@@ -45,7 +49,8 @@ class Limits:
     max_file_bytes: int = 1024 * 1024
     max_files: int = 5000
     max_depth: int = 64
-    max_nodes: int = 100_000  # per file, after alias expansion
+    max_nodes: int = 100_000  # per file (all its documents together), after alias expansion
+    max_repo_nodes: int = 250_000  # all manifest files of the repository together, after alias expansion
     max_referenced_file_bytes: int = 256 * 1024  # env files and secret files
 
 
@@ -70,6 +75,41 @@ class ManifestError:
         return {"file": self.file, "line": self.line, "column": self.col, "message": self.message}
 
 
+Position = tuple[int, int]
+Edge = tuple[int, str | int]  # (number of the containing mapping or list, key or index)
+
+
+class Positions:
+    """Line and column of every node and key of one document.
+
+    Stored per edge (container number, key or index) rather than per full path, so the memory a node
+    costs does not grow with how deeply it is nested; the node budget bounds the number of entries.
+    A value copied from an alias or a merge key has the position of the alias (its inside has none).
+    """
+
+    __slots__ = ("root", "values", "keys")
+
+    def __init__(self) -> None:
+        self.root: Position | None = None
+        self.values: dict[Edge, tuple[int, int, int]] = {}  # -> line, col, number of the child container
+        self.keys: dict[Edge, Position] = {}
+
+    def find(self, path: JsonPath, *, key: bool) -> Position | None:
+        if self.root is None:
+            return None
+        best, container = self.root, 0
+        for i, part in enumerate(path):
+            if key and i == len(path) - 1 and (container, part) in self.keys:
+                return self.keys[(container, part)]
+            entry = self.values.get((container, part))
+            if entry is None:
+                break
+            best, container = (entry[0], entry[1]), entry[2]
+            if container < 0:  # a leaf, or a copy made by an alias: nothing deeper is recorded
+                break
+        return best
+
+
 @dataclass(frozen=True)
 class Document:
     """One YAML document of a manifest file, with the position of every node in it."""
@@ -78,8 +118,7 @@ class Document:
     index: int  # 0-based position of the document in its file
     line: int  # where the document starts (1-based)
     data: dict[str, Any]
-    positions: Mapping[JsonPath, tuple[int, int]] = field(repr=False, compare=False)
-    key_positions: Mapping[JsonPath, tuple[int, int]] = field(repr=False, compare=False)
+    positions: Positions = field(default_factory=Positions, repr=False, compare=False)
 
     @property
     def kind(self) -> str:
@@ -94,14 +133,7 @@ class Document:
 
     def where(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         """Line and column of the node at ``path`` (or of its key), else of its nearest ancestor."""
-        if key and path in self.key_positions:
-            return self.key_positions[path]
-        probe = path
-        while probe:
-            if probe in self.positions:
-                return self.positions[probe]
-            probe = probe[:-1]
-        return self.positions.get((), (self.line, 1))
+        return self.positions.find(path, key=key) or (self.line, 1)
 
     def error(self, path: JsonPath, message: str, *, key: bool = False) -> ManifestError:
         line, col = self.where(path, key=key)
@@ -122,11 +154,75 @@ class _Refused(Exception):
         self.line, self.col, self.message = line, col, message
 
 
+class NodeBudget:
+    """How many YAML nodes may still be built; an alias costs the size of what it expands to.
+
+    One budget is shared by every document of a file, another by every file of a repository: a
+    budget per document let many small alias bombs in one file add up to gigabytes.
+    """
+
+    def __init__(self, limit: int, message: str) -> None:
+        self.limit = limit
+        self.message = message
+        self.used = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used > self.limit
+
+    def charge(self, n: int, line: int, col: int) -> None:
+        self.used += n
+        if self.used > self.limit:
+            raise _Refused(line, col, self.message)
+
+
+def file_budget(limits: Limits) -> NodeBudget:
+    return NodeBudget(limits.max_nodes, f"too many YAML nodes: more than {limits.max_nodes} in this file "
+                      "(an alias counts as the nodes it expands to); split the file or use fewer aliases")
+
+
+def repo_budget(limits: Limits) -> NodeBudget:
+    return NodeBudget(limits.max_repo_nodes, f"too many YAML nodes: more than {limits.max_repo_nodes} in all "
+                      "manifest files together (an alias counts as the nodes it expands to); no further "
+                      "files were read")
+
+
 _RESOLVER = VersionedResolver(version=(1, 2))
 _TAG = "tag:yaml.org,2002:"
+_INT64 = 2 ** 63
+_MAX_INT_CHARS = 64  # enough for any 64-bit integer, even in binary; longer ones are refused unparsed
 
 
-def _resolve_scalar(event: ev.ScalarEvent) -> Any:
+def _clip(text: str, size: int = 24) -> str:
+    return text if len(text) <= size else text[:size - 3] + "..."
+
+
+def _resolve_int(text: str, line: int, col: int) -> int:
+    clean = text.replace("_", "")
+    sign = -1 if clean.startswith("-") else 1
+    digits = clean.lstrip("+-")
+    base = 10
+    if digits.startswith(("0x", "0o", "0b")):
+        base = {"x": 16, "o": 8, "b": 2}[digits[1]]
+        digits = digits[2:]
+    # Refuse by length before int(): str -> int is quadratic and raises past 4,300 decimal digits.
+    value = sign * int(digits, base) if len(digits.lstrip("0")) <= _MAX_INT_CHARS else _INT64
+    if not -_INT64 <= value < _INT64:
+        raise _Refused(line, col, f"integer {_clip(text)} is out of range: numbers must fit in 64 bits "
+                       f"({-_INT64} to {_INT64 - 1}); quote it if it is text")
+    return value
+
+
+def _resolve_float(text: str, line: int, col: int) -> float:
+    lowered = text.lower().replace("_", "")
+    value = float("nan") if lowered.endswith(".nan") else float(lowered.replace(".inf", "inf"))
+    if not math.isfinite(value):  # .nan, .inf, and literals too large for a float such as 1e400
+        raise _Refused(line, col, f"{_clip(text)} is not a finite number: NaN and infinities are not "
+                       "allowed; write a number (or quote it if it is text)")
+    return value
+
+
+def _resolve_scalar(event: ev.ScalarEvent, line: int, col: int) -> Any:
     """YAML 1.2 core schema for plain scalars; quoted and block scalars are strings."""
     text = event.value
     if event.style is not None or not event.implicit[0]:
@@ -137,33 +233,21 @@ def _resolve_scalar(event: ev.ScalarEvent) -> Any:
     if tag == _TAG + "bool":
         return text.lower() == "true"
     if tag == _TAG + "int":
-        clean = text.replace("_", "")
-        sign = -1 if clean.startswith("-") else 1
-        digits = clean.lstrip("+-")
-        if digits.startswith(("0x", "0o", "0b")):
-            return sign * int(digits, 0)
-        return sign * int(digits, 10)
+        return _resolve_int(text, line, col)
     if tag == _TAG + "float":
-        lowered = text.lower().replace("_", "")
-        if lowered.endswith((".inf",)):
-            return float("-inf") if lowered.startswith("-") else float("inf")
-        if lowered == ".nan":
-            return float("nan")
-        return float(lowered)
+        return _resolve_float(text, line, col)
     return text
 
 
 class _Frame:
-    __slots__ = ("container", "path", "line", "col", "anchor", "key", "key_pos", "merges", "explicit",
-                 "nodes")
+    __slots__ = ("container", "number", "line", "col", "anchor", "key", "merges", "explicit", "nodes")
 
-    def __init__(self, container: Any, path: JsonPath, line: int, col: int, anchor: str | None) -> None:
+    def __init__(self, container: Any, number: int, line: int, col: int, anchor: str | None) -> None:
         self.container = container
-        self.path = path
+        self.number = number  # identifies the container in Positions
         self.line, self.col = line, col
         self.anchor = anchor
         self.key: Any = _NO_KEY
-        self.key_pos = (0, 0)
         self.merges: list[Any] = []
         self.explicit: set[str] = set()
         self.nodes = 1
@@ -176,35 +260,38 @@ _MERGE = object()
 class _DocumentBuilder:
     """Builds plain dict/list/scalar trees from parser events, enforcing the limits as it goes."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, budgets: tuple[NodeBudget, ...]) -> None:
         self.limits = limits
+        self.budgets = budgets
         self.anchors: dict[str, tuple[Any, int]] = {}  # name -> (value, node count)
         self.open_anchors: set[str] = set()
         self.stack: list[_Frame] = []
-        self.nodes = 0
+        self.containers = 0
         self.root: Any = None
-        self.positions: dict[JsonPath, tuple[int, int]] = {}
-        self.key_positions: dict[JsonPath, tuple[int, int]] = {}
+        self.positions = Positions()
 
     # -- helpers -----------------------------------------------------------------------------------
     def _count(self, n: int, line: int, col: int) -> None:
-        self.nodes += n
-        if self.nodes > self.limits.max_nodes:
-            raise _Refused(line, col, f"document too large: more than {self.limits.max_nodes} nodes "
-                           "(after expanding aliases); split it or remove alias chains")
+        for budget in self.budgets:
+            budget.charge(n, line, col)
 
-    def _child_path(self) -> JsonPath | None:
-        """Path of the next value to be placed, or None when the next node is a mapping key."""
+    def _child_edge(self) -> Edge | None:
+        """Edge of the next value to be placed; None for the root of the document."""
         if not self.stack:
-            return ()
+            return None
         top = self.stack[-1]
         if isinstance(top.container, list):
-            return (*top.path, len(top.container))
-        if top.key is _NO_KEY:
-            return None
-        if top.key is _MERGE:
-            return (*top.path, "<<")
-        return (*top.path, top.key)
+            return (top.number, len(top.container))
+        return (top.number, "<<" if top.key is _MERGE else top.key)
+
+    def _mark(self, line: int, col: int, child: int = -1, *, keep: bool = False) -> None:
+        edge = self._child_edge()
+        if edge is None:
+            self.positions.root = (line, col)
+        elif keep:
+            self.positions.values.setdefault(edge, (line, col, child))
+        else:
+            self.positions.values[edge] = (line, col, child)
 
     def _place(self, value: Any, size: int, line: int, col: int) -> None:
         if not self.stack:
@@ -230,11 +317,11 @@ class _DocumentBuilder:
             top.key = _MERGE
             return
         if text in top.container or text in top.explicit:
-            first = self.key_positions.get((*top.path, text), (0, 0))
+            first = self.positions.keys.get((top.number, text), (0, 0))
             raise _Refused(line, col, f"duplicate key '{text}' (first defined at line {first[0]})")
         top.explicit.add(text)
         top.key = text
-        self.key_positions[(*top.path, text)] = (line, col)
+        self.positions.keys[(top.number, text)] = (line, col)
 
     def _finish_mapping(self, frame: _Frame) -> None:
         # Explicit keys win over merged ones; earlier merge sources win over later ones (YAML merge).
@@ -246,8 +333,8 @@ class _DocumentBuilder:
                 for k, v in source.items():
                     if k not in frame.container:
                         frame.container[k] = copy.deepcopy(v)
-                        self.positions.setdefault((*frame.path, k), (line, col))
-                        self.key_positions.setdefault((*frame.path, k), (line, col))
+                        self.positions.values.setdefault((frame.number, k), (line, col, -1))
+                        self.positions.keys.setdefault((frame.number, k), (line, col))
 
     # -- the event loop ------------------------------------------------------------------------------
     def feed(self, event: ev.Event) -> None:
@@ -271,18 +358,14 @@ class _DocumentBuilder:
                 raise _Refused(line, col, f"alias '*{name}' has no anchor before it")
             value, size = self.anchors[name]
             self._count(size, line, col)  # refuse before copying: this is what stops alias bombs
-            path = self._child_path()
-            if path is not None:
-                self.positions.setdefault(path, (line, col))
+            self._mark(line, col, keep=True)
             self._place(copy.deepcopy(value), size, line, col)
             return
 
         if isinstance(event, ev.ScalarEvent):
             self._count(1, line, col)
-            path = self._child_path()
-            if path is not None:
-                self.positions[path] = (line, col)
-            value = _resolve_scalar(event)
+            value = _resolve_scalar(event, line, col)
+            self._mark(line, col)
             if event.anchor:
                 self.anchors[event.anchor] = (value, 1)
             self._place(value, 1, line, col)
@@ -292,14 +375,13 @@ class _DocumentBuilder:
             self._count(1, line, col)
             if len(self.stack) >= self.limits.max_depth:
                 raise _Refused(line, col, f"nesting deeper than {self.limits.max_depth} levels")
-            path = self._child_path()
-            if path is None:  # pragma: no cover - keys are handled above
-                raise _Refused(line, col, "unexpected collection")
-            self.positions[path] = (line, col)
+            number = self.containers
+            self.containers += 1
+            self._mark(line, col, number)
             container: Any = {} if isinstance(event, ev.MappingStartEvent) else []
             if event.anchor:
                 self.open_anchors.add(event.anchor)
-            self.stack.append(_Frame(container, path, line, col, event.anchor))
+            self.stack.append(_Frame(container, number, line, col, event.anchor))
             return
 
         if isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
@@ -315,18 +397,70 @@ class _DocumentBuilder:
             return
 
 
-def parse_documents(text: str, file: str, *, limits: Limits = DEFAULT_LIMITS) -> LoadResult:
-    """Parse every YAML document of one file. Pure: no file system access."""
+class _UnsupportedVersion(Exception):
+    """A %YAML directive other than 1.1 or 1.2 (ruamel.yaml would fail an assert on it)."""
+
+
+class _FlowDepthScanner(Scanner):
+    """Refuses flow nesting past the depth limit as soon as it is scanned.
+
+    ruamel.yaml's scanner does work proportional to the flow depth for every token and reads ahead
+    through unclosed brackets, so 5,000 '[' took seconds before the builder saw the 65th level.
+    """
+
+    max_depth = DEFAULT_LIMITS.max_depth
+
+    def fetch_flow_collection_start(self, TokenClass: Any, to_push: str) -> None:  # noqa: N803 - ruamel's name
+        if len(self.flow_context) >= self.max_depth:
+            mark = self.reader.get_mark()
+            raise _Refused(mark.line + 1, mark.column + 1, f"nesting deeper than {self.max_depth} levels")
+        super().fetch_flow_collection_start(TokenClass, to_push)
+
+
+class _YAML(YAML):
+    """The parser sets ``version`` from a %YAML directive; refuse the versions ruamel.yaml asserts on."""
+
+    @property
+    def version(self) -> tuple[int, int] | None:
+        return self._version
+
+    @version.setter
+    def version(self, value: Any) -> None:
+        parsed = None if value is None else tuple(int(part) for part in value)  # the parser gives (1, 2)
+        if parsed not in (None, (1, 1), (1, 2)):
+            raise _UnsupportedVersion(".".join(str(part) for part in value))
+        self._version = parsed
+
+
+_DIRECTIVE = re.compile(r"^%YAML[ \t]+(\S+)", re.MULTILINE)
+
+
+def _version_error(text: str, file: str, version: str) -> ManifestError:
+    line = next((text.count("\n", 0, m.start()) + 1 for m in _DIRECTIVE.finditer(text)
+                 if m.group(1) == version), 0)
+    return ManifestError(file, line, 1 if line else 0, f"'%YAML {_clip(version)}' is not supported: gitops "
+                         "reads YAML 1.2; remove the directive or write '%YAML 1.2'")
+
+
+def parse_documents(text: str, file: str, *, limits: Limits = DEFAULT_LIMITS,
+                    repo: NodeBudget | None = None) -> LoadResult:
+    """Parse every YAML document of one file. Pure: no file system access.
+
+    The file's node budget is shared by all its documents; ``repo``, when given, is the budget of the
+    whole repository and is charged too.
+    """
     documents: list[Document] = []
     errors: list[ManifestError] = []
-    yaml = YAML(typ="safe", pure=True)
+    yaml = _YAML(typ="safe", pure=True)
+    yaml.Scanner = type("_Scanner", (_FlowDepthScanner,), {"max_depth": limits.max_depth})
+    budgets = (file_budget(limits),) + ((repo,) if repo is not None else ())
     builder: _DocumentBuilder | None = None
     doc_line = 1
     index = 0
     try:
         for event in yaml.parse(io.StringIO(text)):
             if isinstance(event, ev.DocumentStartEvent):
-                builder = _DocumentBuilder(limits)
+                builder = _DocumentBuilder(limits, budgets)
                 doc_line = event.start_mark.line + 1
                 continue
             if isinstance(event, ev.DocumentEndEvent):
@@ -339,8 +473,7 @@ def parse_documents(text: str, file: str, *, limits: Limits = DEFAULT_LIMITS) ->
                                                 "a manifest document must be a mapping with apiVersion, "
                                                 "kind, metadata and spec"))
                 else:
-                    documents.append(Document(file, index, doc_line, root, builder.positions,
-                                              builder.key_positions))
+                    documents.append(Document(file, index, doc_line, root, builder.positions))
                 index += 1
                 builder = None
                 continue
@@ -348,6 +481,8 @@ def parse_documents(text: str, file: str, *, limits: Limits = DEFAULT_LIMITS) ->
                 builder.feed(event)
     except _Refused as refused:
         errors.append(ManifestError(file, refused.line, refused.col, refused.message))
+    except _UnsupportedVersion as exc:
+        errors.append(_version_error(text, file, str(exc)))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
@@ -368,36 +503,82 @@ class RepoPathError(ValueError):
     """A path named by a manifest that cannot be used (outside the checkout, missing, too big)."""
 
 
+def _shown(relative: str) -> str:
+    """A path as an error quotes it: a repository can name a path of any length."""
+    return repr(_clip(relative, 200))
+
+
+def _in_git_folder(parts: tuple[str, ...]) -> bool:
+    # Case-insensitive: on macOS and Windows '.GIT/config' opens .git/config.
+    return any(part.lower() == ".git" for part in parts)
+
+
+def _git_refused(relative: str) -> RepoPathError:
+    return RepoPathError(f"{_shown(relative)} is inside a .git folder, which holds git's configuration and "
+                         "credentials; it can never be read by a manifest")
+
+
+def _resolve(path: Path, relative: str) -> Path:
+    """``path.resolve()``, with the ways it fails on what a repository holds as RepoPathError."""
+    try:
+        return path.resolve()
+    except RuntimeError as exc:  # Python 3.11 raises RuntimeError("Symlink loop from ...")
+        raise RepoPathError(f"{_shown(relative)} is a symlink loop") from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RepoPathError(f"{_shown(relative)} is a symlink loop") from exc
+        raise RepoPathError(f"{_shown(relative)} cannot be resolved: {exc.strerror}") from exc
+    except ValueError as exc:  # e.g. a lone surrogate from a "\ud800" escape cannot be a file name
+        raise RepoPathError(f"{_shown(relative)} is not a valid path") from exc
+
+
 def resolve_inside(root: Path, relative: str, *, base: str = "") -> Path:
     """Resolve ``relative`` (relative to the folder of ``base``, a repo file) inside ``root``.
 
     Symlinks are followed; the final target must still lie inside the checkout, so a link to
-    /etc/passwd or ../../secret is refused while a link to another file of the repo works.
+    /etc/passwd or ../../secret is refused while a link to another file of the repo works. Nothing
+    inside a .git folder is ever returned (as written, or after following symlinks): it holds the
+    remote's credentials in CI.
     """
     if not relative or "\x00" in relative:
         raise RepoPathError("empty or invalid path")
     if os.path.isabs(relative):
-        raise RepoPathError(f"'{relative}' is absolute; name a file inside the repository instead")
+        raise RepoPathError(f"{_shown(relative)} is absolute; name a file inside the repository instead")
+    if _in_git_folder(Path(relative).parts):
+        raise _git_refused(relative)
     real_root = root.resolve()
     start = (real_root / base).parent if base else real_root
-    candidate = (start / relative).resolve()
+    candidate = _resolve(start / relative, relative)
     if candidate != real_root and real_root not in candidate.parents:
-        raise RepoPathError(f"'{relative}' resolves outside the repository")
-    if not candidate.is_file():
-        raise RepoPathError(f"'{relative}' is not a file in the repository")
+        raise RepoPathError(f"{_shown(relative)} resolves outside the repository")
+    if _in_git_folder(candidate.relative_to(real_root).parts):
+        raise _git_refused(relative)
+    try:
+        is_file = candidate.is_file()
+    except (OSError, ValueError):  # e.g. a name longer than the file system allows
+        is_file = False
+    if not is_file:
+        raise RepoPathError(f"{_shown(relative)} is not a file in the repository")
     return candidate
 
 
 def read_repo_file(root: Path, relative: str, *, base: str = "", limits: Limits = DEFAULT_LIMITS) -> str:
     path = resolve_inside(root, relative, base=base)
-    size = path.stat().st_size
-    if size > limits.max_referenced_file_bytes:
-        raise RepoPathError(f"'{relative}' is {size} bytes, more than the {limits.max_referenced_file_bytes}"
-                            " allowed")
+    allowed = limits.max_referenced_file_bytes
     try:
-        return path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > allowed:
+            raise RepoPathError(f"{_shown(relative)} is {size} bytes, more than the {allowed} allowed")
+        with path.open("rb") as handle:
+            raw = handle.read(allowed + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise RepoPathError(f"{_shown(relative)} cannot be read: {exc.strerror}") from exc
+    if len(raw) > allowed:
+        raise RepoPathError(f"{_shown(relative)} is more than the {allowed} bytes allowed")
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RepoPathError(f"'{relative}' is not UTF-8 text") from exc
+        raise RepoPathError(f"{_shown(relative)} is not UTF-8 text") from exc
 
 
 def discover(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[list[str], list[ManifestError]]:
@@ -431,6 +612,9 @@ def _read_manifest(root: Path, relative: str, limits: Limits) -> tuple[str | Non
                                        f"{limits.max_file_bytes} allowed for one manifest file")
         with path.open("rb") as handle:
             raw = handle.read(limits.max_file_bytes + 1)
+        if len(raw) > limits.max_file_bytes:  # it grew since stat
+            return None, ManifestError(relative, 0, 0, f"file is more than the {limits.max_file_bytes} bytes "
+                                       "allowed for one manifest file")
         return raw.decode("utf-8"), None
     except RepoPathError as exc:
         return None, ManifestError(relative, 0, 0, f"symlink refused: {exc}")
@@ -451,17 +635,23 @@ def iter_manifest_texts(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> Itera
 
 
 def load_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> LoadResult:
-    """Every manifest document below ``root``, with every error found (not only the first)."""
+    """Every manifest document below ``root``, with every error found (not only the first).
+
+    All files share one node budget (Limits.max_repo_nodes): once it is spent, no further file is read.
+    """
     result = LoadResult([], [])
     if not root.is_dir():
         result.errors.append(ManifestError(str(root), 0, 0, "not a folder"))
         return result
+    budget = repo_budget(limits)
     for relative, text, error in iter_manifest_texts(root, limits=limits):
         if error is not None:
             result.errors.append(error)
             continue
         assert text is not None
-        parsed = parse_documents(text, relative, limits=limits)
+        parsed = parse_documents(text, relative, limits=limits, repo=budget)
         result.documents.extend(parsed.documents)
         result.errors.extend(parsed.errors)
+        if budget.exhausted:
+            break
     return result

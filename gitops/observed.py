@@ -1,13 +1,17 @@
 """Synthetic observed states: what hosts would report if a desired state had been applied.
 
 Used by `gitops plan --base REF` (the change between two commits with no host at all), by the
-planner tests and by the benchmarks. Pure: builds model objects only.
+planner tests and by the benchmarks; and ``snapshot_from_json`` reads a saved one (`gitops plan
+--observed FILE`), checking every field, so a malformed file is an error that says what is wrong.
+Pure: builds model objects only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from gitops.model import (
     DesiredState,
@@ -45,7 +49,7 @@ def converged(desired: DesiredState, *,
                 health="healthy" if svc.healthcheck else "none", image=svc.image,
                 spec_json=canonical_json(svc.container_config()),
                 depends_on=tuple(sorted({d.service for d in svc.depends_on})), networks=networks, volumes=volumes,
-                network_hashes=network_hashes_label(svc, net_hashes))
+                network_hashes=network_hashes_label(svc, net_hashes), key_id=svc.secret_key_id)
             nets[inst.host].update(networks)
             vols[inst.host].update(volumes)
             changed = tweak(container) if tweak else container
@@ -71,3 +75,97 @@ def unreachable(observed: ObservedState, host: str, error: str = "connection ref
 
 def empty(desired: DesiredState) -> ObservedState:
     return ObservedState(tuple(HostObservation(h.name, True) for h in desired.hosts))
+
+
+# --- saved snapshots (`gitops status --format json`, read by `gitops plan --observed FILE`) ---------------
+
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
+
+
+class SnapshotError(ValueError):
+    """A snapshot that is not JSON or not the shape `gitops status --format json` writes; says where."""
+
+
+def snapshot_from_json(text: str) -> ObservedState:
+    """The observed state saved in a status document (or a bare ``{"hosts": [...]}``), every field checked."""
+    if len(text) > MAX_SNAPSHOT_BYTES:
+        raise SnapshotError(f"more than {MAX_SNAPSHOT_BYTES} bytes")
+    try:
+        data = json.loads(text)
+    except RecursionError as exc:
+        raise SnapshotError("not JSON: nested too deeply") from exc
+    except ValueError as exc:  # also numbers of more than 4,300 digits
+        raise SnapshotError(f"not JSON: {exc}") from exc
+    if isinstance(data, dict) and "observed" in data:
+        data = data["observed"]
+        if data is None:
+            raise SnapshotError("observed is null: the status was saved when no host had been observed")
+        where = "observed"
+    else:
+        where = ""
+    body = _mapping(data, where or "the document", {"hosts"})
+    if "hosts" not in body:
+        raise SnapshotError(f"{where or 'the document'}: hosts is missing")
+    return ObservedState(_value(body["hosts"], tuple[HostObservation, ...], _at(where, "hosts")))
+
+
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _mapping(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SnapshotError(f"{where}: expected an object, got {_json_type(value)}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise SnapshotError(f"{where}: unknown field {unknown[0][:60]!r}")
+    return value
+
+
+def _make(cls: Any, value: Any, where: str) -> Any:
+    """An instance of the dataclass ``cls`` from ``value``, each field checked against its type."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = get_type_hints(cls)
+    data = _mapping(value, where, set(fields))
+    args = {}
+    for name, spec in fields.items():
+        if name not in data:
+            if spec.default is dataclasses.MISSING:
+                raise SnapshotError(f"{where}: {name} is missing")
+            continue
+        args[name] = _value(data[name], hints[name], f"{where}.{name}")
+    return cls(**args)
+
+
+def _value(value: Any, hint: Any, where: str) -> Any:
+    origin = get_origin(hint)
+    if origin is Literal:
+        if value not in get_args(hint):
+            raise SnapshotError(f"{where}: expected one of {list(get_args(hint))}, got {_json_type(value)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise SnapshotError(f"{where}: expected a list, got {_json_type(value)}")
+        item = get_args(hint)[0]
+        return tuple(_value(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(hint):
+        return _make(hint, value, where)
+    # bool is an int in Python: a slot of `true` is as wrong as a slot of "1"
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise SnapshotError(f"{where}: expected {_TYPE_NAMES.get(hint, str(hint))}, got {_json_type(value)}")
+    return value
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false"}
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"

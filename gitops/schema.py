@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
@@ -36,10 +36,21 @@ def _registry() -> Registry:
     return Registry().with_resources(resources)
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 2.0 as an integer; here `replicas: 2.0` or `1e2` is a mistake (the model
+    # would get a float where Docker and range() need an int), so only ints are integers.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 @cache
-def validator_for(kind: str) -> Draft202012Validator:
+def validator_for(kind: str) -> Any:
     schema = json.loads((SCHEMA_DIR / f"{KIND_SCHEMAS[kind]}.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(schema, registry=_registry())
+    return _Validator(schema, registry=_registry())
 
 
 def format_path(path: Iterable[str | int]) -> str:

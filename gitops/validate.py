@@ -135,6 +135,15 @@ def _parse_url(raw: str) -> SplitResult | str:
     return url
 
 
+# Every duration desired.py parses: each is checked here, so building the model never raises.
+_DURATION_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("spec", "stopGracePeriod"),
+    ("spec", "healthcheck", "interval"), ("spec", "healthcheck", "timeout"),
+    ("spec", "healthcheck", "startPeriod"),
+    ("spec", "update", "minHealthyTime"), ("spec", "update", "healthyDeadline"),
+)
+
+
 class _Checker:
     def __init__(self, docs: Sequence[Document], broken: Sequence[Document] = ()) -> None:
         self.docs = docs
@@ -301,18 +310,24 @@ class _Checker:
         self.health_and_ports(doc, spec)
 
     def values(self, doc: Document, spec: dict[str, Any]) -> None:
-        """Durations and sizes that match the schema's pattern but make no sense."""
-        hc = spec.get("healthcheck") or {}
+        """Durations and sizes that match the schema's pattern but make no sense (or are too large)."""
+        durations: dict[tuple[str, ...], float] = {}
+        for path in _DURATION_FIELDS:
+            parent = spec.get(path[1]) if len(path) == 3 else spec
+            if isinstance(parent, dict) and path[-1] in parent:
+                try:
+                    durations[path] = parse_duration(parent[path[-1]])
+                except ValueError as exc:  # too long: desired.py must never see it
+                    self.err(doc, path, f"{'.'.join(map(str, path))}: {exc}")
         for key in ("interval", "timeout"):
-            if key in hc and parse_duration(hc[key]) < 0.001:
+            if durations.get(("spec", "healthcheck", key), 1.0) < 0.001:
                 self.err(doc, ("spec", "healthcheck", key), f"spec.healthcheck.{key}: must be at least 1ms")
-        update = spec.get("update") or {}
-        if "healthyDeadline" in update:
-            deadline = parse_duration(update["healthyDeadline"])
+        if ("spec", "update", "healthyDeadline") in durations:
+            deadline = durations[("spec", "update", "healthyDeadline")]
             if deadline <= 0:
                 self.err(doc, ("spec", "update", "healthyDeadline"),
                          "spec.update.healthyDeadline: must be more than 0s")
-            elif "minHealthyTime" in update and parse_duration(update["minHealthyTime"]) >= deadline:
+            elif durations.get(("spec", "update", "minHealthyTime"), 0.0) >= deadline:
                 self.err(doc, ("spec", "update", "minHealthyTime"), "spec.update.minHealthyTime: must be "
                          "shorter than healthyDeadline, or no update could ever succeed")
         res = spec.get("resources") or {}

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -60,8 +57,6 @@ def test_small_aliases_are_allowed() -> None:
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("a: !!python/object/apply:os.system ['id']\n", "f.yaml:1:4: explicit YAML tag"),
-    ("a: !!str 3\n", "f.yaml:1:4: explicit YAML tag"),
     ("a: !custom x\n", "f.yaml:1:4: explicit YAML tag '!custom'"),
     ("a: 1\na: 2\n", "f.yaml:2:1: duplicate key 'a' (first defined at line 1)"),
     ("a: &x [*x]\n", "f.yaml:1:8: alias '*x' refers to a node that contains it (cycle)"),
@@ -76,61 +71,35 @@ def test_hazards_give_located_errors(text: str, expected: str) -> None:
     assert len(errors) == 1 and errors[0].startswith(expected), errors
 
 
-BOMB = "\n".join(
-    [f"a0: &a0 [{', '.join(['lol'] * 9)}]"]
-    + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
-) + "\n"
+# The alias bomb, 5000-deep nesting, the 50 MB file, 100k files, duplicate keys and explicit tags are
+# measured as a user meets them (a whole `gitops validate` process) in tests/test_hostile_inputs.py.
 
 
-def test_alias_bomb_is_refused_fast_and_small() -> None:
-    """A billion-laughs document is refused before it is expanded: under 1 s and a few MB."""
-    assert len(BOMB) < 600
-    tracemalloc.start()
-    started = time.perf_counter()
-    errors = errors_of(BOMB)
-    elapsed = time.perf_counter() - started
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert errors and "more than 100000 nodes" in errors[0]
-    assert elapsed < 1.0
-    assert peak < 50 * 1024 * 1024
+def test_positions_cost_the_same_at_any_depth() -> None:
+    """One entry per node, keyed by (container, key): a deep node's entry is no bigger than a shallow one,
+    and values copied from an alias add no entries (the node budget bounds them all)."""
+    deep = "a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 60)) + "  " * 60 + f"x: [{', '.join(['1'] * 5000)}]\n"
+    doc = parse_documents(deep + "b: &b [1, 2, 3]\nc: [*b, *b, *b]\n", "f").documents[0]
+    assert len(doc.positions.values) == 1 + 59 + 1 + 5000 + 1 + 3 + 1 + 3
+    assert {len(edge) for edge in doc.positions.values} == {2}
+    path = ("a", *[f"k{i}" for i in range(1, 60)], "x", 4999)
+    assert doc.where(path) == (61, 125 + 3 * 4999)
+    assert doc.where(("c", 1, 2)) == (63, 9)  # inside an alias copy: the alias's position
 
 
-@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, "".join("  " * i + "a:\n" for i in range(5000)) + "  " * 5000 + "b: 1\n"],
-                         ids=["flow", "block"])
-def test_5000_deep_nesting_is_refused_within_a_second(text: str) -> None:
-    """Deep nesting stops at the depth limit, without recursion errors."""
-    started = time.perf_counter()
-    errors = errors_of(text)
-    assert time.perf_counter() - started < 1.0
-    assert len(errors) == 1 and "nesting deeper than 64 levels" in errors[0]
-
-
-def test_huge_file_is_refused_without_reading_it(tmp_path: Path) -> None:
-    """A 50 MB manifest gives a per-file error within a second, reading none of it."""
-    big = tmp_path / "big.yaml"
-    with big.open("wb") as handle:
-        handle.truncate(50 * 1024 * 1024)
-    started = time.perf_counter()
-    result = load_documents(tmp_path)
-    assert time.perf_counter() - started < 1.0
+def test_budget_is_per_file_and_per_repository(tmp_path: Path) -> None:
+    """Documents of a file share the file's budget; files share the repository's, and reading stops there."""
+    doc = "a: &a [1, 2, 3, 4]\nb: [*a, *a, *a, *a]\n"  # 1 + 5 + (1 + 4 * 5) = 27 nodes
+    assert errors_of("---\n".join([doc] * 3), max_nodes=60) == [
+        "f.yaml:8:4: too many YAML nodes: more than 60 in this file (an alias counts as the nodes it expands "
+        "to); split the file or use fewer aliases"]
+    for name in ("a", "b", "c", "d"):
+        (tmp_path / f"{name}.yaml").write_text(doc)
+    result = load_documents(tmp_path, limits=Limits(max_nodes=60, max_repo_nodes=60))
     assert [str(e) for e in result.errors] == [
-        "big.yaml: file is 52428800 bytes, more than the 1048576 allowed for one manifest file"]
-
-
-def test_100k_files_give_one_clean_error_fast(tmp_path: Path) -> None:
-    """A repository with 100,000 manifest files is refused in well under a second per file, in bounded memory."""
-    root = tmp_path / "many"
-    root.mkdir()
-    for i in range(100_000):
-        os.close(os.open(root / f"m{i}.yaml", os.O_CREAT | os.O_WRONLY))
-    started = time.perf_counter()
-    result = load_documents(root)
-    elapsed = time.perf_counter() - started
-    assert [str(e) for e in result.errors] == [
-        ".: more than 5000 manifest files; point gitops at the folder that holds the manifests"]
-    assert result.documents == []
-    assert elapsed < 5.0  # 100k directory entries; the per-file work stops at the limit
+        "c.yaml:2:4: too many YAML nodes: more than 60 in all manifest files together (an alias counts as the "
+        "nodes it expands to); no further files were read"]
+    assert [d.file for d in result.documents] == ["a.yaml", "b.yaml"]
 
 
 def test_hidden_folders_and_non_yaml_files_are_skipped(tmp_path: Path) -> None:
