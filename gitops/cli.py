@@ -14,20 +14,21 @@ from typing import Any
 import click
 from rich.console import Console
 
-from gitops import log
+from gitops import log, saved_plan
 from gitops.docker_host import DockerHost
 from gitops.executor import ApplyResult, Executor
 from gitops.lease import Lease
 from gitops.loading import LoadOutcome, load_repo
 from gitops.manifests import ManifestError
-from gitops.model import DesiredState, ObservedState, observed_from_dict
+from gitops.model import DesiredState, ObservedState, SecretKey
 from gitops.observe import observe_all, observe_with_store, open_hosts
-from gitops.observed import converged
-from gitops.plan import Plan, render_markdown, render_text, short_revision
+from gitops.observed import MAX_SNAPSHOT_BYTES, SnapshotError, converged, snapshot_from_json
+from gitops.plan import Plan, ci_safe_json, render_markdown, render_text, short_revision, terminal_line
 from gitops.planner import PlanError, PlanOptions, observed_fingerprint
 from gitops.planner import plan as make_plan
 from gitops.progress import print_outcome, run_with_progress
-from gitops.reconciler import LocalSource, PassResult, Reconciler
+from gitops.reconciler import LocalSource, PassResult, Reconciler, failure_details
+from gitops.secret_key import SecretKeyError, ephemeral_key, installation_key
 from gitops.source import Checkout, GitSource, SourceError, revision_of
 from gitops.state import StateError, StateStore, default_state_dir
 
@@ -52,17 +53,20 @@ path_argument = click.argument("path", default=".", type=click.Path(exists=True,
 
 
 def shown(error: ManifestError, root: Path) -> str:
-    """The error with its file named as the user would open it from where they ran the command."""
+    """The error with its file named as the user would open it from where they ran the command.
+
+    One line, escaped: file names and messages come from the repository (terminal_line).
+    """
     if str(root) in ("", ".") or error.file == ".":
-        return str(error)
-    return str(dataclasses.replace(error, file=os.path.join(str(root), error.file)))
+        return terminal_line(str(error))
+    return terminal_line(str(dataclasses.replace(error, file=os.path.join(str(root), error.file))))
 
 
 def print_errors(outcome: LoadOutcome) -> None:
     for error in outcome.errors:
         click.echo(shown(error, outcome.root), err=True)
     count = len(outcome.errors)
-    click.echo(f"{count} error{'s' if count != 1 else ''} in {outcome.root}", err=True)
+    click.echo(terminal_line(f"{count} error{'s' if count != 1 else ''} in {outcome.root}"), err=True)
 
 
 @main.command()
@@ -75,8 +79,8 @@ def validate(path: Path, fmt: str) -> None:
     """
     outcome = load_repo(path)
     if fmt == "json":
-        click.echo(json.dumps({"valid": outcome.ok, "documents": outcome.documents,
-                               "errors": [e.to_dict() for e in outcome.errors]}, indent=2))
+        click.echo(ci_safe_json(json.dumps({"valid": outcome.ok, "documents": outcome.documents,
+                                            "errors": [e.to_dict() for e in outcome.errors]}, indent=2)))
     elif outcome.ok:
         assert outcome.desired is not None
         d = outcome.desired
@@ -88,8 +92,8 @@ def validate(path: Path, fmt: str) -> None:
     sys.exit(EXIT_OK if outcome.ok else EXIT_INVALID)
 
 
-def _load_or_exit(path: Path) -> DesiredState:
-    outcome = load_repo(path, revision=revision_of(path))
+def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
+    outcome = load_repo(path, revision=revision_of(path), key=key)
     if not outcome.ok:
         print_errors(outcome)
         sys.exit(EXIT_INVALID)
@@ -134,7 +138,9 @@ def _stdout_is_tty() -> bool:
 
 def _print_plan_text(plan: Plan, *, show_unchanged: bool = False) -> None:
     if _stdout_is_tty():
-        Console().print(render_text(plan, color=True, show_unchanged=show_unchanged), end="", highlight=False)
+        # emoji=False: a value such as ":x:" is shown as typed, not as a picture
+        Console().print(render_text(plan, color=True, show_unchanged=show_unchanged), end="", highlight=False,
+                        emoji=False)
     else:
         click.echo(render_text(plan, show_unchanged=show_unchanged), nl=False)
 
@@ -156,6 +162,14 @@ def _state_dir(state_dir: Path | None) -> Path:
     return state_dir or default_state_dir()
 
 
+def _key(state_dir: Path | None) -> SecretKey:
+    """The installation's key for secret digests: every command that compares with containers on hosts."""
+    try:
+        return installation_key(_state_dir(state_dir))
+    except SecretKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, timeout: float) -> GitSource:
     try:
         return GitSource(repo_url, ref, subdir=subdir, cache_dir=_state_dir(state_dir) / "git", timeout=timeout)
@@ -163,11 +177,11 @@ def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, ti
         raise click.ClickException(str(exc)) from exc
 
 
-def _desired_from_checkout(checkout: Checkout) -> DesiredState:
-    outcome = load_repo(checkout.path, revision=checkout.commit)
+def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredState:
+    outcome = load_repo(checkout.path, revision=checkout.commit, key=key)
     if not outcome.ok:
         for error in outcome.errors:
-            click.echo(str(error), err=True)
+            click.echo(terminal_line(str(error)), err=True)
         raise click.ClickException(f"{len(outcome.errors)} errors at {checkout.commit[:12]}")
     assert outcome.desired is not None
     return outcome.desired
@@ -199,14 +213,18 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     if repo_url and path:
         raise click.UsageError("give either PATH or --repo, not both")
     source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout) if repo_url else None
+    # --base compares two loads made here with one key; against hosts or a snapshot the digests on the
+    # containers were made with the installation's key (a snapshot of another installation: see planner).
+    key = ephemeral_key() if base_ref else _key(state_dir)
     try:
-        desired = _desired_from_checkout(source.fetch()) if source else _load_or_exit(path or Path("."))
+        desired = (_desired_from_checkout(source.fetch(), key=key) if source
+                   else _load_or_exit(path or Path("."), key=key))
         if base_ref:
             if source:
                 base_checkout = source.fetch_commit(base_ref)
             else:
                 base_checkout = _local_ref_checkout(path or Path("."), base_ref, state_dir)
-            observed = converged(_desired_from_checkout(base_checkout))
+            observed = converged(_desired_from_checkout(base_checkout, key=key))
         elif observed_file:
             observed = _read_snapshot(observed_file)
         else:
@@ -241,7 +259,7 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
               help="Apply this saved plan (from `plan --out`), refusing if anything moved since.")
 @click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64),
-              help="Services and hosts worked on at once.")
+              help="Docker calls in flight at once, across services and hosts (waits hold none).")
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Record the apply in this state store, for history and status [default: $XDG_STATE_HOME/gitops].")
 def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, concurrency: int,
@@ -250,19 +268,14 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
     """
-    desired = _load_or_exit(path)
+    desired = _load_or_exit(path, key=_key(state_dir))
     with open_hosts(desired) as hosts:
         plan = _make_plan(desired, hosts, allow_empty, state_dir)
         if plan_file is not None:
-            saved = _read_saved_plan(plan_file)
-            if saved.desired_fingerprint != plan.desired_fingerprint:
-                was, now = short_revision(saved.revision) or "?", short_revision(plan.revision) or "?"
-                raise click.ClickException(f"the saved plan is stale: the manifests changed since it was made "
-                                           f"(revision {was} -> {now}); run gitops plan again")
-            if saved.observed_fingerprint != plan.observed_fingerprint:
-                raise click.ClickException("the saved plan is stale: the containers on the hosts changed since it "
-                                           "was made; run gitops plan again")
-            plan = saved
+            # The file only approves: it must hold exactly the plan made here, which is what runs.
+            refused = saved_plan.refusal(_read_saved_plan(plan_file), plan)
+            if refused is not None:
+                raise click.ClickException(refused)
         _print_plan_text(plan)
         if not plan.has_changes:
             sys.exit(EXIT_INVALID if plan.unreachable else EXIT_OK)
@@ -300,7 +313,8 @@ def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, res
         pass_id = store.begin_pass("apply", now=started)
         services = result.service_statuses()
         store.finish_pass(pass_id, revision=desired.revision, outcome="converged" if result.ok else "failed",
-                          summary=plan.summary(), services=services, error="; ".join(result.problems()))
+                          summary=plan.summary(), services=services, error="; ".join(result.problems()),
+                          details=failure_details(result))
         store.record_good({s.name: s.spec_hash for s in desired.services
                            if services.get(s.name, "converged") == "converged"}, desired.revision)
     except StateError as exc:
@@ -308,11 +322,23 @@ def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, res
 
 
 def _read_snapshot(path: Path) -> ObservedState:
+    """The observed state in a saved status; any problem is one line naming the file and what is wrong."""
+    def refused(reason: str) -> click.ClickException:
+        return click.ClickException(f"{path}: not a status snapshot (gitops status --format json): {reason}")
+
     try:
-        data = json.loads(path.read_text())
-        return observed_from_dict(data.get("observed", data))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{path}: not a status snapshot (gitops status --format json): {exc}") from exc
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SNAPSHOT_BYTES + 1)  # never more than the bound
+    except OSError as exc:
+        raise refused(exc.strerror or "cannot be read") from exc
+    if len(raw) > MAX_SNAPSHOT_BYTES:
+        raise refused(f"more than {MAX_SNAPSHOT_BYTES} bytes")
+    try:
+        return snapshot_from_json(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise refused("not UTF-8 text") from exc
+    except SnapshotError as exc:
+        raise refused(str(exc)) from exc
 
 
 def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkout:
@@ -332,9 +358,9 @@ def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkou
 
 def _read_saved_plan(path: Path) -> Plan:
     try:
-        return Plan.from_dict(json.loads(path.read_text()))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise click.ClickException(f"{path}: not a gitops plan file: {exc}") from exc
+        return saved_plan.parse(path.read_text())
+    except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise click.ClickException(terminal_line(f"{path}: not a gitops plan file: {exc}")) from exc
 
 
 def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
@@ -350,8 +376,8 @@ def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | N
         state = StateStore(_state_dir(state_dir))
     except StateError as exc:
         raise click.ClickException(str(exc)) from exc
-    return Reconciler(source, state, allow_empty=allow_empty, concurrency=concurrency, hooks=hooks,
-                      lease_ttl=_duration(lease_ttl, "--lease-ttl"))
+    return Reconciler(source, state, key=_key(state_dir), allow_empty=allow_empty, concurrency=concurrency,
+                      hooks=hooks, lease_ttl=_duration(lease_ttl, "--lease-ttl"))
 
 
 def _duration(text: str, option: str) -> float:
@@ -369,10 +395,10 @@ lease_option = click.option("--lease-ttl", default="5m", show_default=True,
 
 def _print_pass(result: PassResult) -> None:
     rev = short_revision(result.revision) or "-"
-    click.echo(f"{result.outcome}: {result.message} (revision {rev}, {result.duration:.1f}s)",
+    click.echo(terminal_line(f"{result.outcome}: {result.message} (revision {rev}, {result.duration:.1f}s)"),
                err=not result.ok)
     for error in result.errors[:50]:
-        click.echo(f"  {error}", err=True)
+        click.echo(terminal_line(f"  {error}"), err=True)
 
 
 @main.command()
@@ -408,11 +434,21 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
 @click.option("--webhook-secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File holding the webhook secret (or set GITOPS_WEBHOOK_SECRET).")
 @click.option("--no-webhooks", is_flag=True, help="Serve status and metrics only, without a webhook secret.")
+@click.option("--status-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding a bearer token that GET /status and /metrics require (or set GITOPS_STATUS_TOKEN).")
+@click.option("--max-connections", default=128, show_default=True, type=click.IntRange(1, 100000),
+              help="Open HTTP connections at most; a new one closes the one still sending the request it began "
+                   "longest ago.")
+@click.option("--header-timeout", default="10s", show_default=True,
+              help="Time a client has to send a request's head (a duration).")
+@click.option("--body-timeout", default="30s", show_default=True,
+              help="Time a client has, once the head is in, to send the body and read the answer (a duration).")
 @click.option("--allow-empty", is_flag=True)
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
 @lease_option
 def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
            local: Path | None, interval: str, listen: str, webhook_secret_file: Path | None, no_webhooks: bool,
+           status_token_file: Path | None, max_connections: int, header_timeout: str, body_timeout: str,
            allow_empty: bool, concurrency: int, lease_ttl: str) -> None:
     """Run the loop: a pass at start, on every poll, webhook and (with --local) file change.
 
@@ -420,8 +456,13 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
     """
     from gitops.daemon import Daemon, serve
     from gitops.metrics import Metrics
+    from gitops.server import ServerLimits
     from gitops.units import parse_duration
 
+    status_token = _status_token(status_token_file)
+    limits = ServerLimits(max_connections=max_connections,
+                          header_timeout=_positive_duration(header_timeout, "--header-timeout"),
+                          body_timeout=_positive_duration(body_timeout, "--body-timeout"))
     secret = _webhook_secret(webhook_secret_file)
     if not secret and not no_webhooks:
         raise click.ClickException("webhooks need a secret: pass --webhook-secret-file FILE or set "
@@ -434,13 +475,37 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, local=local, allow_empty=allow_empty,
                              concurrency=concurrency, hooks=metrics, lease_ttl=lease_ttl)
     loop = Daemon(reconciler, interval=seconds, metrics=metrics)
-    sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local))
+    sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local,
+                   status_token=status_token, limits=limits))
 
 
 def _webhook_secret(path: Path | None) -> bytes:
     if path is not None:
         return path.read_bytes().strip()
     return os.environ.get("GITOPS_WEBHOOK_SECRET", "").strip().encode()
+
+
+def _positive_duration(text: str, option: str) -> float:
+    seconds = _duration(text, option)
+    if seconds <= 0:
+        raise click.BadParameter(f"'{text}' must be longer than zero, like 10s", param_hint=option)
+    return seconds
+
+
+def _status_token(path: Path | None) -> bytes | None:
+    """The token from --status-token-file, else GITOPS_STATUS_TOKEN, else None. Never shown in errors."""
+    if path is not None:
+        token, where = path.read_bytes().strip(), f"status token file {path}"
+        if not token:
+            raise click.ClickException(f"{where} is empty")
+    else:
+        token, where = os.environb.get(b"GITOPS_STATUS_TOKEN", b"").strip(), "GITOPS_STATUS_TOKEN"
+        if not token:
+            return None
+    if not all(0x21 <= byte <= 0x7E for byte in token):
+        raise click.ClickException(f"{where}: the token must be printable ASCII without spaces "
+                                   "(it is sent as `Authorization: Bearer TOKEN`)")
+    return token
 
 
 @main.command()
@@ -451,11 +516,16 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
            fetch_timeout: float, fmt: str) -> None:
     """Desired vs running, per service and host, with the last outcome and the source's state.
 
-    `--format json` is also a snapshot for `gitops plan --observed FILE`.
+    The same document as the daemon's GET /status. `--format json` is also a snapshot for
+    `gitops plan --observed FILE`. When HEAD is invalid, its errors go to stderr, the document shows
+    the newest recorded revision that loads (what the hosts keep running), and the exit code is 1.
     """
-    from gitops.status import build_status
+    from gitops.model import ServiceSpec
+    from gitops.reconciler import service_at, with_pins
+    from gitops.status import status_document
 
     state = StateStore(_state_dir(state_dir))
+    key = _key(state_dir)
     if repo_url:
         source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout)
         try:
@@ -464,35 +534,80 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         except SourceError as exc:
             state.record_fetch(url=source.display_url, ref=ref, error=str(exc))
             raise click.ClickException(f"source unavailable: {exc}") from exc
-        desired = _desired_from_checkout(checkout)
+        fetch_commit: Any = source.fetch_commit
+        outcome = load_repo(checkout.path, revision=checkout.commit, key=key)
+        head = checkout.commit
     else:
-        desired = _load_or_exit(path or Path("."))
-    with open_hosts(desired) as hosts:
-        observed = _observe(desired, hosts, state_dir)
-    passes = state.passes(limit=1)
-    try:
-        pending = make_plan(desired, observed, options=PlanOptions(allow_empty=True))
-    except PlanError:
-        pending = None
-    doc = build_status(desired, observed, source=state.source(), last_pass=passes[0] if passes else None,
-                       pins=state.pins(), last_good=state.last_good(),
-                       warnings=pending.warnings if pending else (),
-                       pending_changes=len(pending.changes) if pending else None)
+        root = path or Path(".")
+        head = revision_of(root) or ""
+        outcome = load_repo(root, revision=head, key=key)
+        fetch_commit = lambda revision: _local_ref_checkout(root, revision, state_dir)  # noqa: E731
+
+    def spec_at(service: str, revision: str) -> ServiceSpec | None:
+        try:
+            return service_at(fetch_commit(revision), service, key=key)
+        except (SourceError, click.ClickException):
+            return None  # as a pass does: the service keeps HEAD's spec when the pinned one cannot be read
+
+    desired = outcome.desired
+    if desired is None:
+        for error in outcome.errors:
+            click.echo(shown(error, outcome.root) if not repo_url else terminal_line(str(error)), err=True)
+        desired = _last_loadable(state, head, fetch_commit, key)
+    if desired is not None:
+        desired = with_pins(desired, state.pins(), spec_at)  # as a pass enforces it
+        with open_hosts(desired) as hosts:
+            observed = _observe(desired, hosts, state_dir)
+    doc = status_document(state, desired, observed if desired is not None else None)
     if fmt == "json":
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-        return
-    click.echo(f"project {doc['project']} at {short_revision(doc['revision']) or '-'}")
+        click.echo(ci_safe_json(json.dumps(doc, indent=2, sort_keys=True)))
+    else:
+        _print_status_text(doc, head_invalid=outcome.desired is None, head=head)
+    sys.exit(EXIT_OK if outcome.desired is not None else EXIT_INVALID)
+
+
+def _last_loadable(state: StateStore, head: str, fetch_commit: Any, key: SecretKey) -> DesiredState | None:
+    """The newest recorded revision other than ``head`` that loads: what the hosts keep running while HEAD
+    is invalid, and what the daemon's status shows then."""
+    tried = 0
+    for record in state.passes(limit=50):
+        if not record.revision or record.revision == head or record.outcome in ("invalid", "source_unavailable"):
+            continue
+        tried += 1
+        if tried > 5:
+            break
+        try:
+            checkout = fetch_commit(record.revision)
+        except (SourceError, click.ClickException):
+            continue
+        loaded = load_repo(checkout.path, revision=checkout.commit, key=key)
+        if loaded.desired is not None:
+            return loaded.desired
+    return None
+
+
+def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) -> None:
+    """The status document as text; every value from a repository or a host is escaped (terminal_line)."""
+    def out(text: str) -> None:
+        click.echo(terminal_line(text))
+
+    out(f"project {doc['project'] or '-'} at {short_revision(doc['revision']) or '-'}")
+    if head_invalid:
+        out(f"HEAD {short_revision(head) or '-'} is invalid (errors above); shown: the last revision that loads")
     src = doc["source"]
     if src:
         fetched = (f"source unavailable: {src['error']}" if src.get("error")
                    else f"last fetch {src.get('commit', '')[:12]}")
-        click.echo(f"source {src.get('url')} {src.get('ref')}: {fetched}")
+        out(f"source {src.get('url')} {src.get('ref')}: {fetched}")
+    last = doc["last_pass"]
+    if last:
+        out(f"last pass: {last['outcome']} at {short_revision(last['revision']) or '-'} ({last['trigger']})")
     for h in doc["hosts"]:
-        click.echo(f"host {h['name']}: " + ("reachable" if h["reachable"] else f"UNREACHABLE ({h['error']})"))
+        out(f"host {h['name']}: " + ("reachable" if h["reachable"] else f"UNREACHABLE ({h['error']})"))
     for warning in doc["warnings"]:
-        click.echo(f"! {warning}")
+        out(f"! {warning}")
     if doc["pending_changes"]:
-        click.echo(f"{doc['pending_changes']} changes pending (gitops plan shows them)")
+        out(f"{doc['pending_changes']} changes pending (gitops plan shows them)")
     for svc in doc["services"]:
         r = svc["replicas"]
         line = (f"{svc['name']:<20} {r['healthy']}/{r['desired']} healthy, {r['up_to_date']} up to date"
@@ -501,7 +616,20 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
             line += f"  {r['changed_by_hand']} changed by hand"
         if svc["pinned_to"]:
             line += f"  pinned to {svc['pinned_to'][:12]}"
-        click.echo(line)
+        out(line)
+        _print_evidence(svc.get("reason", ""), svc.get("health_output", ""), svc.get("logs", ""), indent="  ")
+
+
+def _print_evidence(reason: str, health_output: str, logs: str, *, indent: str) -> None:
+    """Why a service failed, as `gitops apply` prints it: one escaped line each."""
+    if reason:
+        click.echo(terminal_line(f"{indent}reason: {reason}"))
+    if health_output:
+        click.echo(terminal_line(f"{indent}health check output: {health_output}"))
+    if logs:
+        click.echo(f"{indent}last log lines:")
+        for line in logs.splitlines():
+            click.echo(terminal_line(f"{indent}  {line}"))
 
 
 @main.command()
@@ -510,12 +638,16 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
 def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -> None:
-    """Recorded passes, newest first; with SERVICE only those that changed it."""
+    """Recorded passes, newest first; with SERVICE only those that changed it.
+
+    Text: one line per pass, then its whole error and, per failed service, its reason, health-check
+    output and last log lines, each escaped.
+    """
     import datetime as dt
 
     records = StateStore(_state_dir(state_dir)).passes(limit=limit, service=service)
     if fmt == "json":
-        click.echo(json.dumps([r.to_dict() for r in records], indent=2))
+        click.echo(ci_safe_json(json.dumps([r.to_dict() for r in records], indent=2)))
         return
     if not records:
         click.echo("no passes recorded")
@@ -523,30 +655,39 @@ def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -
         when = dt.datetime.fromtimestamp(r.started_at, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         took = f"{r.duration:.1f}s" if r.duration is not None else "running"
         what = r.services.get(service, "") if service else ", ".join(f"{k}={v}" for k, v in sorted(r.services.items()))
-        click.echo(f"{when}  {short_revision(r.revision) or '-':<14} {r.outcome:<18} {took:>7}  {r.trigger}"
-                   + (f"  {what}" if what else "") + (f"  {r.error[:120]}" if r.error else ""))
+        click.echo(terminal_line(f"{when}  {short_revision(r.revision) or '-':<14} {r.outcome:<18} {took:>7}  "
+                                 f"{r.trigger}" + (f"  {what}" if what else "")))
+        if r.error:
+            click.echo(terminal_line(f"    {r.error}"))
+        for name, found in sorted(r.details.items()):
+            if service is None or name == service:
+                click.echo(terminal_line(f"    {name}:"))
+                _print_evidence("", found.get("health_output", ""), found.get("logs", ""), indent="      ")
 
 
 @main.command()
 @click.argument("service")
 @source_options
-@click.option("--to", "to_ref", help="Revision to go back to [default: the one before the service's last change].")
+@click.option("--to", "to_ref", help="Revision to go back to [default: the last converged revision whose spec of "
+                                     "SERVICE differs from the current one].")
 def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
              to_ref: str | None) -> None:
     """Put SERVICE back to an earlier revision's spec, now, and pin it there.
 
-    The pin holds while the tracked ref still has the spec the service had when it was pinned: the
-    daemon does not undo the rollback. The first commit that changes SERVICE releases the pin.
+    Without --to, the target is the newest revision at which SERVICE converged with a spec other than
+    the one it has now; newer revisions with the same spec (commits that changed other files) are
+    skipped, and named. The pin holds while the tracked ref still has the spec the service had when it
+    was pinned: the daemon does not undo the rollback. The first commit that changes SERVICE releases it.
     """
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout)
     try:
         target, result = reconciler.rollback(service, to=to_ref)
     except SourceError as exc:
-        raise click.ClickException(str(exc)) from exc
-    click.echo(f"{service} pinned to {target[:12]} until a commit changes it")
+        raise click.ClickException(terminal_line(str(exc))) from exc
+    click.echo(terminal_line(target.sentence(service)))
+    click.echo(terminal_line(f"{service} pinned to {target.revision[:12]} until a commit changes it"))
     _print_pass(result)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()
