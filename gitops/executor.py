@@ -2,15 +2,25 @@
 
 Steps are grouped into units: one per network/volume step, one per service (all its instances on
 all hosts), one per undeclared service being pruned. A unit starts when every unit it depends on
-has succeeded, except that a service depending on another with ``condition: started`` (the default)
-only waits until every instance of that service is running, not for its health gates. A unit whose
-dependency failed before it got that far is skipped. Independent units run in parallel.
+has succeeded, except that a service depending on another only waits until every instance of that
+service is running (``condition: started``, the default) or has passed its health gate
+(``condition: healthy``), not for its old containers to stop. A unit whose dependency failed before
+it got that far is skipped. Independent units run in parallel.
+
+What is bounded is the Docker calls in flight (``concurrency``: pull, create, start, inspect,
+remove, logs), never the waiting: a health gate between its inspects, and a stop while the old
+container uses its grace period, hold no slot. Every unit and instance in progress has a thread of
+its own, so nothing queues behind a wait.
 
 A service unit:
 1. makes sure the image is on each host it needs (pull policy);
 2. creates new instances, all at once;
-3. updates existing instances in batches of ``update.parallelism``. Old containers are only
-   *stopped* while the update goes on, and removed once the whole service is healthy, so that
+3. replaces existing instances with at most ``update.parallelism`` of them in transition at once.
+   A replica's transition ends when its new container is healthy and its old one has *exited*
+   (start-first: stopped after the new one is healthy; asking it to stop is not enough), so a
+   service never runs more than replicas + parallelism containers (SECURITY.md I2). Old
+   containers are only *stopped* while the update goes on, and removed once the whole service is
+   healthy, so that
 4. on failure with failureAction rollback, every instance already updated, on every host, goes
    back: the new container is removed and the old one started again. With pause it stops there;
 5. last, the removals: old containers, scaled-down or moved instances, leftovers.
@@ -28,9 +38,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import docker.errors
 
@@ -42,6 +52,8 @@ from gitops.plan import Op, Plan, Step
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
 EventHook = Callable[[str, str, str], None]  # (step id, status, message)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -110,6 +122,71 @@ class _Countdown:
             self._fn()
 
 
+def _spawn(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    """Run ``fn`` on a thread of its own and return its future.
+
+    Threads are not what the executor bounds (Docker calls are): a task that waits, for a health gate
+    or for an old container's grace period, holds only its own thread, and no task queues behind it.
+    """
+    future: Future[R] = Future()
+
+    def run() -> None:
+        future.set_running_or_notify_cancel()
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
+
+    threading.Thread(target=run, name=f"gitops-{getattr(fn, '__name__', 'task')}").start()
+    return future
+
+
+class _Window:
+    """At most ``size`` replicas of one service in transition at once; none admitted after a failure.
+
+    A replica leaves the window when its instance has finished: new container healthy and, when the
+    update stops an old one, that one exited. A replica whose old container is still in its grace
+    period keeps its place, so with start-first at most ``size`` extra containers run (SECURITY.md I2).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = max(1, size)
+        self._failed = False
+        self._cond = threading.Condition()
+
+    def enter(self) -> bool:
+        """Wait for a free place; False once a replica in the window has failed (admit no more)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._free > 0 or self._failed)
+            if self._failed:
+                return False
+            self._free -= 1
+            return True
+
+    def leave(self, finished: Future[Any]) -> None:
+        with self._cond:
+            self._free += 1
+            self._failed = self._failed or finished.exception() is not None
+            self._cond.notify_all()
+
+
+class _BoundedInspector:
+    """What the health gate asks of a host, with each inspect counted as a Docker call in flight."""
+
+    def __init__(self, host: DockerHost, slots: threading.BoundedSemaphore) -> None:
+        self._host = host
+        self._slots = slots
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        with self._slots:
+            return self._host.inspect(ref)
+
+    def probe_address(self) -> str:
+        return self._host.probe_address()
+
+
 @dataclass
 class _Done:
     """What one instance's ops did, so they can be undone."""
@@ -148,8 +225,15 @@ class Executor:
         # (host, container id) found to carry this project's labels: labels never change, so once is enough
         self._owned: set[tuple[str, str]] = set()
         self._network_hashes = {n.name: n.spec_hash for n in desired.networks}
-        self._ops_pool = ThreadPoolExecutor(max_workers=max(4, concurrency * 2), thread_name_prefix="gitops-op")
+        # The Docker calls in flight, across units, instances and hosts. A stop is not counted: it mostly
+        # waits out the old container's grace period, and waiting must not keep other work from Docker.
+        self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._lock = threading.Lock()
+
+    def _call(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """One Docker call, holding one of the ``concurrency`` slots while it runs."""
+        with self._slots:
+            return fn(*args, **kwargs)
 
     # -- entry point ------------------------------------------------------------------------------------
     def apply(self, plan: Plan) -> ApplyResult:
@@ -162,45 +246,45 @@ class Executor:
             if step.action == "noop":
                 result.steps[step.id] = StepResult("unchanged")
         levels = self._levels(unit_deps)
-        # Units report "started" (every instance running) and then "ok" or "failed" through one queue.
+        # Units report "started" (every instance running), "healthy" (every instance past its health gate;
+        # old containers may still be stopping) and then "ok" or "failed", through one queue.
         messages: queue.Queue[tuple[str, str]] = queue.Queue()
-        reached: set[str] = set()  # units whose instances are all running
+        reached: dict[str, set[str]] = {"started": set(), "healthy": set()}
         final: dict[str, str] = {}  # unit -> ok | failed
         pending = set(units)
         in_flight = 0
 
         def run(unit: str) -> None:
             try:
-                ok = self._run_unit(unit, units[unit], result, lambda: messages.put((unit, "started")))
+                ok = self._run_unit(unit, units[unit], result, lambda: messages.put((unit, "started")),
+                                    lambda: messages.put((unit, "healthy")))
             except Exception as exc:  # noqa: BLE001 - a bug must not leave other units hanging
                 ok = False
                 with self._lock:
                     result.errors.append(f"{unit}: internal error: {exc!r}")
             messages.put((unit, "ok" if ok else "failed"))
 
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gitops-unit") as pool:
-            while pending or in_flight:
-                for unit in sorted(pending):
-                    verdict, blockers = self._readiness(levels[unit], reached, final)
-                    if verdict == "skip":
-                        pending.discard(unit)
-                        final[unit] = "failed"
-                        self._skip(units[unit], result, f"skipped: {', '.join(blockers)} failed")
-                    elif verdict == "go":
-                        pending.discard(unit)
-                        in_flight += 1
-                        pool.submit(run, unit)
-                if not in_flight:
-                    if pending:  # cannot happen with an acyclic plan; never wait forever on it
-                        result.errors.append(f"units never became ready: {', '.join(sorted(pending))}")
-                    break
-                unit, message = messages.get()
-                if message == "started":
-                    reached.add(unit)
-                else:
-                    in_flight -= 1
-                    final[unit] = message
-        self._ops_pool.shutdown(wait=True)
+        while pending or in_flight:
+            for unit in sorted(pending):
+                verdict, blockers = self._readiness(levels[unit], reached, final)
+                if verdict == "skip":
+                    pending.discard(unit)
+                    final[unit] = "failed"
+                    self._skip(units[unit], result, f"skipped: {', '.join(blockers)} failed")
+                elif verdict == "go":
+                    pending.discard(unit)
+                    in_flight += 1
+                    _spawn(run, unit)
+            if not in_flight:
+                if pending:  # cannot happen with an acyclic plan; never wait forever on it
+                    result.errors.append(f"units never became ready: {', '.join(sorted(pending))}")
+                break
+            unit, message = messages.get()
+            if message in reached:
+                reached[message].add(unit)
+            else:
+                in_flight -= 1
+                final[unit] = message
         result.seconds = time.monotonic() - started
         return result
 
@@ -224,7 +308,8 @@ class Executor:
         return units, deps
 
     def _levels(self, unit_deps: dict[str, set[str]]) -> dict[str, dict[str, str]]:
-        """For each unit, what it needs of each unit it depends on: "started" or "ok" (finished)."""
+        """For each unit, what it needs of each unit it depends on: "started" or "healthy" (a network,
+        volume or prune unit never reports either: for those only finishing counts)."""
         declared = {s.name: s for s in self.desired.services}
         levels: dict[str, dict[str, str]] = {}
         for unit, deps in unit_deps.items():
@@ -233,15 +318,16 @@ class Executor:
             for dep in deps:
                 conditions = {d.condition for d in svc.depends_on
                               if f"service {d.service}" == dep} if svc is not None else set()
-                levels[unit][dep] = "started" if conditions == {"started"} else "ok"
+                levels[unit][dep] = "started" if conditions == {"started"} else "healthy"
         return levels
 
     @staticmethod
-    def _readiness(needs: dict[str, str], reached: set[str], final: dict[str, str]) -> tuple[str, list[str]]:
+    def _readiness(needs: dict[str, str], reached: dict[str, set[str]],
+                   final: dict[str, str]) -> tuple[str, list[str]]:
         """("go" | "wait" | "skip", the dependencies that failed)."""
-        met = [d for d, level in needs.items() if final.get(d) == "ok" or (level == "started" and d in reached)]
+        met = [d for d, level in needs.items() if final.get(d) == "ok" or d in reached[level]]
         failed = sorted(d.removeprefix("service ") for d, level in needs.items()
-                        if final.get(d) == "failed" and not (level == "started" and d in reached))
+                        if final.get(d) == "failed" and d not in reached[level])
         if failed:
             return "skip", failed
         return ("go" if len(met) == len(needs) else "wait"), []
@@ -254,9 +340,11 @@ class Executor:
         for name in names:
             result.services[name] = ServiceOutcome(name, "skipped", message)
 
-    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult, started: Callable[[], None]) -> bool:
+    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult, started: Callable[[], None],
+                  healthy: Callable[[], None]) -> bool:
         if unit.startswith("service "):
-            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result, started)
+            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result, started,
+                                 healthy)
         if unit.startswith("prune "):
             return self._removals(steps, result)
         return self._infra(steps[0], result)
@@ -274,11 +362,13 @@ class Executor:
         try:
             for op in step.ops:
                 if op.kind == "network_create":
-                    host.create_network(self.project, next(n for n in self.desired.networks if n.name == step.name))
+                    self._call(host.create_network, self.project,
+                               next(n for n in self.desired.networks if n.name == step.name))
                 elif op.kind == "volume_create":
-                    host.create_volume(self.project, next(v for v in self.desired.volumes if v.name == step.name))
+                    self._call(host.create_volume, self.project,
+                               next(v for v in self.desired.volumes if v.name == step.name))
                 elif op.kind == "volume_remove":
-                    host.remove_volume(self.project, step.name)
+                    self._call(host.remove_volume, self.project, step.name)
         except HostError as exc:
             self._record(result, step, "failed", str(exc))
             return False
@@ -287,7 +377,7 @@ class Executor:
 
     # -- removals (prune, scale down, leftovers) ---------------------------------------------------------
     def _removals(self, steps: list[Step], result: ApplyResult) -> bool:
-        futures = {self._ops_pool.submit(self._remove_step, s): s for s in steps}
+        futures = {_spawn(self._remove_step, s): s for s in steps}
         ok = True
         for future, step in futures.items():
             error = future.exception()
@@ -319,7 +409,7 @@ class Executor:
         if (step.host, ref) in self._owned or self.created.get(ref) == step.host:
             return ref
         try:
-            info = host.inspect(ref)
+            info = self._call(host.inspect, ref)
         except docker.errors.NotFound:
             return None
         labels = (info.get("Config") or {}).get("Labels") or {}
@@ -338,6 +428,8 @@ class Executor:
         container_id = self._own(step, ref, "stop")
         if container_id is not None:  # already gone: nothing to stop
             self.on_own_action([name, ref, container_id], "stop")
+            # Not counted as a call in flight: Docker answers once the container has exited, which for one
+            # that drains (or ignores SIGTERM) is its whole grace period of waiting.
             self.hosts[step.host].stop(container_id, timeout=timeout)
 
     def _start(self, step: Step, name: str, ref: str) -> None:
@@ -345,13 +437,13 @@ class Executor:
         if container_id is None:
             raise HostError(step.host, f"start {host_text(ref)}: no such container")
         self.on_own_action([name, ref, container_id], "start")
-        self.hosts[step.host].start(container_id)
+        self._call(self.hosts[step.host].start, container_id)
 
     def _remove(self, step: Step, name: str, ref: str) -> None:
         container_id = self._own(step, ref, "remove")
         if container_id is not None:  # already gone: nothing to remove
             self.on_own_action([name, ref, container_id], "remove")
-            self.hosts[step.host].remove(container_id)
+            self._call(self.hosts[step.host].remove, container_id)
 
     def _grace(self, service: str) -> float:
         try:
@@ -361,7 +453,7 @@ class Executor:
 
     # -- services -----------------------------------------------------------------------------------------
     def _service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult,
-                 all_running: Callable[[], None]) -> bool:
+                 all_running: Callable[[], None], all_healthy: Callable[[], None]) -> bool:
         started = time.monotonic()
         creates = [s for s in steps if s.action == "create"]
         updates = sorted((s for s in steps if s.action == "update"), key=lambda s: (s.slot or 0, s.host))
@@ -371,7 +463,7 @@ class Executor:
 
         # 1. images, once per host, before any container is touched
         hosts_needing = sorted({s.host for s in creates + updates if any(o.kind == "pull" for o in s.ops)})
-        pulls = {h: self._ops_pool.submit(self.hosts[h].ensure_image, svc.image, svc.pull_policy)
+        pulls = {h: _spawn(self._call, self.hosts[h].ensure_image, svc.image, svc.pull_policy)
                  for h in hosts_needing}
         pull_errors = {h: f.exception() for h, f in pulls.items() if f.exception() is not None}
         if pull_errors:
@@ -386,37 +478,58 @@ class Executor:
 
         done: list[_Done] = []
         failure: _InstanceFailed | None = None
+        # Dependents waiting for this service to be healthy may go once every new container has passed its
+        # health gate: they need not wait for the old containers to stop.
+        healthy = _Countdown(len(creates) + len(updates), all_healthy)
         # 2. new instances: nothing to protect, so all at once. Once all of them run (existing instances
         # already do), dependents that only need this service started may go.
-        batch_results = self._batch(svc, creates, on_started=_Countdown(len(creates), all_running))
-        for item in batch_results:
+        running = _Countdown(len(creates), all_running)
+        items = self._collect([_spawn(self._instance, svc, step, running, healthy) for step in creates])
+        # 3. the rolling update, at most `parallelism` replicas at a time
+        if not any(isinstance(item, _InstanceFailed) for item in items):
+            items += self._roll(svc, updates, healthy)
+        for item in items:
             if isinstance(item, _InstanceFailed):
                 failure = failure or item
             else:
                 done.append(item)
-        # 3. rolling update in batches
-        for i in range(0, len(updates), max(1, svc.update.parallelism)):
-            if failure is not None:
-                break
-            batch = updates[i:i + svc.update.parallelism]
-            for item in self._batch(svc, batch):
-                if isinstance(item, _InstanceFailed):
-                    failure = failure or item
-                else:
-                    done.append(item)
 
         if failure is not None:
-            return self._fail(svc, creates, updates, removals, done, failure, result)
+            return self._fail(svc, creates, updates, removals, done, failure, result, started)
 
         # 5. the service is healthy everywhere: now the old containers can go
-        for item in done:
-            problem = self._remove_deferred(item)
-            if problem:
-                result.errors.append(f"{item.step.id}: could not remove old container: {problem}")
-            self._record(result, item.step, "done", seconds=time.monotonic() - started)
+        self._finish(done, result, started)
         ok = self._removals(removals, result) if removals else True
         result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
         return ok
+
+    def _roll(self, svc: ServiceSpec, updates: list[Step],
+              healthy: Callable[[], None]) -> list[_Done | _InstanceFailed]:
+        """Update instances in order, at most ``update.parallelism`` in transition at once (see _Window);
+        after a failure, the ones already in transition finish and no other starts."""
+        window = _Window(svc.update.parallelism)
+        futures: list[Future[_Done]] = []
+        for step in updates:
+            if not window.enter():
+                break
+            future = _spawn(self._instance, svc, step, lambda: None, healthy)
+            future.add_done_callback(window.leave)
+            futures.append(future)
+        return self._collect(futures)
+
+    def _finish(self, done: list[_Done], result: ApplyResult, started: float) -> None:
+        """Record updated instances done and remove the old containers they left stopped, in parallel.
+
+        One path for a converged service and for the replicas a paused one keeps: a host error while
+        removing is reported in ``result.errors``, never raised (the new containers serve either way).
+        """
+        removing = [(item, _spawn(self._remove_deferred, item)) for item in done]
+        for item, future in removing:
+            problem = future.result()
+            if problem:
+                with self._lock:
+                    result.errors.append(f"{item.step.id}: could not remove old container: {problem}")
+            self._record(result, item.step, "done", seconds=time.monotonic() - started)
 
     def _remove_deferred(self, item: _Done) -> str:
         """Remove the old containers an instance's update left stopped. Returns problems, if any."""
@@ -428,9 +541,10 @@ class Executor:
                 problems.append(_why(exc))
         return "; ".join(problems)
 
-    def _batch(self, svc: ServiceSpec, steps: list[Step],
-               on_started: Callable[[], None] = lambda: None) -> list[_Done | _InstanceFailed]:
-        futures = [self._ops_pool.submit(self._instance, svc, step, on_started) for step in steps]
+    @staticmethod
+    def _collect(futures: list[Future[_Done]]) -> list[_Done | _InstanceFailed]:
+        """Every instance's outcome, once all have finished; anything but an instance failure is a bug."""
+        wait(futures)
         out: list[_Done | _InstanceFailed] = []
         for future in futures:
             error = future.exception()
@@ -442,7 +556,8 @@ class Executor:
                 out.append(future.result())
         return out
 
-    def _instance(self, svc: ServiceSpec, step: Step, on_started: Callable[[], None]) -> _Done:
+    def _instance(self, svc: ServiceSpec, step: Step, on_started: Callable[[], None],
+                  on_healthy: Callable[[], None]) -> _Done:
         host = self.hosts[step.host]
         record = _Done(step)
         current = ""
@@ -456,8 +571,9 @@ class Executor:
                     current = op.container
                 if op.kind == "create":
                     self.on_own_action([op.container], "start")
-                    record.refs[op.container] = host.create_container(self.project, svc, int(op.args["slot"]),
-                                                                      self.desired.revision, self._network_hashes)
+                    record.refs[op.container] = self._call(host.create_container, self.project, svc,
+                                                           int(op.args["slot"]), self.desired.revision,
+                                                           self._network_hashes)
                     if record.refs[op.container] not in host.adopted:
                         with self._lock:
                             self.created[record.refs[op.container]] = step.host
@@ -469,7 +585,8 @@ class Executor:
                     failpoint("after_start")
                     on_started()
                 elif op.kind == "wait_healthy":
-                    wait_healthy(host, ref, svc, cancel=self.cancel)
+                    wait_healthy(_BoundedInspector(host, self._slots), ref, svc, cancel=self.cancel)
+                    on_healthy()
                 elif op.kind == "stop":
                     self._stop(step, op.container, ref, svc.stop_grace_period)
                     failpoint("after_stop_old")
@@ -481,7 +598,7 @@ class Executor:
                 record.executed.append(op)
         except HealthFailure as exc:
             ref = record.refs.get(current, current)
-            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=host.logs(ref),
+            raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=self._call(host.logs, ref),
                                   detail=exc.detail, temporary=exc.external) from exc
         except HostError as exc:
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", temporary=exc.temporary) from exc
@@ -510,7 +627,7 @@ class Executor:
         return "; ".join(problems)
 
     def _fail(self, svc: ServiceSpec, creates: list[Step], updates: list[Step], removals: list[Step],
-              done: list[_Done], failure: _InstanceFailed, result: ApplyResult) -> bool:
+              done: list[_Done], failure: _InstanceFailed, result: ApplyResult, started: float) -> bool:
         """Roll back (or pause) after a failed instance, and report the failure with its evidence."""
         action = svc.update.failure_action
         failed_step = failure.step
@@ -526,11 +643,7 @@ class Executor:
                     self._record(result, item.step, "done")
             outcome_status = "rolled_back" if any(s.action == "update" for s in updates) else "failed"
         else:
-            for item in done:  # keep what succeeded; its old container is no longer needed
-                problem = self._remove_deferred(item)
-                if problem:
-                    result.errors.append(f"{item.step.id}: could not remove old container: {problem}")
-                self._record(result, item.step, "done")
+            self._finish(done, result, started)  # keep what succeeded; its old container is no longer needed
             outcome_status = "paused"
         handled = {d.step.id for d in done} | {failed_step.id}
         self._record(result, failed_step, "failed", str(failure))

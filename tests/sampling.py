@@ -75,3 +75,20 @@ class RunningCount(Sampler):
 
     def tick(self) -> None:
         self.max = max(self.max, len(self.client.api.containers(filters=self.filters)))
+
+
+class RunningPerService(Sampler):
+    """The largest number of running containers seen per service of a project, from one list call a tick."""
+
+    def __init__(self, client, project: str) -> None:  # type: ignore[no-untyped-def]
+        super().__init__()
+        self.client, self.filters = client, {"label": [f"io.gitops.project={project}"]}
+        self.max: dict[str, int] = {}
+
+    def tick(self) -> None:
+        now: dict[str, int] = {}
+        for c in self.client.api.containers(filters=self.filters):
+            svc = (c.get("Labels") or {}).get("io.gitops.service", "")
+            now[svc] = now.get(svc, 0) + 1
+        for svc, count in now.items():
+            self.max[svc] = max(self.max.get(svc, 0), count)

@@ -5,75 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
 
-import docker.errors
 import pytest
 
 from gitops.docker_host import HostError
 from gitops.executor import Executor
 from gitops.loading import load_repo
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
+from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState
 from gitops.observed import converged
 from gitops.plan import Op, Plan, Step
 from gitops.planner import plan
 from gitops.secret_key import ephemeral_key
 from tests.conftest import service
-
-
-class FakeHost:
-    """Containers as a dict: id -> (labels, state). Records every call that changes something."""
-
-    name = "local"
-
-    def __init__(self) -> None:
-        self.containers: dict[str, dict[str, Any]] = {}
-        self.adopted: set[str] = set()
-        self.calls: list[tuple[str, str]] = []
-        self.fail_create: Exception | None = None
-
-    def add(self, cid: str, labels: dict[str, str], state: str = "running") -> None:
-        self.containers[cid] = {"labels": dict(labels), "state": state}
-
-    def ensure_image(self, image: str, policy: str) -> None:
-        return None
-
-    def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
-                         networks: dict[str, str] | None = None) -> str:
-        if self.fail_create is not None:
-            raise self.fail_create
-        cid = f"new-{svc.name}-{slot}"
-        self.add(cid, {LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_SERVICE: svc.name}, "created")
-        self.calls.append(("create", cid))
-        return cid
-
-    def _get(self, ref: str) -> dict[str, Any]:
-        if ref not in self.containers:
-            raise docker.errors.NotFound(f"No such container: {ref}")
-        return self.containers[ref]
-
-    def start(self, ref: str) -> None:
-        self._get(ref)["state"] = "running"
-        self.calls.append(("start", ref))
-
-    def stop(self, ref: str, *, timeout: float) -> None:
-        self._get(ref)["state"] = "exited"
-        self.calls.append(("stop", ref))
-
-    def remove(self, ref: str) -> None:
-        self._get(ref)
-        del self.containers[ref]
-        self.calls.append(("remove", ref))
-
-    def inspect(self, ref: str) -> dict[str, Any]:
-        c = self._get(ref)
-        return {"Id": ref, "Config": {"Labels": c["labels"]}, "State": {"Status": c["state"]}}
-
-    def logs(self, ref: str, *, tail: int = 20) -> str:
-        return ""
-
-    def probe_address(self) -> str:
-        return "127.0.0.1"
+from tests.fakehost import FakeHost
 
 
 @pytest.fixture
@@ -181,3 +125,24 @@ def test_the_executor_still_removes_its_own_containers(desired_of) -> None:
     result = Executor(desired, {"local": host}).apply(  # type: ignore[dict-item]
         _hostile("test", Op("stop", "web", {"id": own}), Op("remove", "web", {"id": own})))
     assert result.ok and host.calls == [("stop", own), ("remove", own)]
+
+
+def test_a_host_error_while_the_pause_path_removes_old_containers_is_reported(desired_of) -> None:
+    """failureAction pause keeps the replicas already updated and removes their old containers, the
+    same way a converged update does: a host error there is reported, never raised (issue item 12)."""
+    body = "replicas: 2\nupdate: {order: start-first, parallelism: 1, failureAction: pause}"
+    old = desired_of(body)
+    host = _host_with(old)
+    old_ids = {c.slot: c.id for c in converged(old).hosts[0].containers}
+    new = desired_of(body, image="local/web:2")
+    host.fail_create, host.fail_create_slots = HostError("local", "create container: no space left"), {1}
+    host.fail_remove[old_ids[0]] = HostError("local", f"remove {old_ids[0]}: engine went away")
+    result = Executor(new, {"local": host}).apply(plan(new, converged(old)))  # type: ignore[dict-item]
+    assert result.services["web"].status == "paused"
+    assert result.services["web"].message == (
+        "web[1] on local: local: create container: no space left; paused (failureAction: pause)")
+    assert result.errors == [f"service/web/0@local: could not remove old container: local: remove {old_ids[0]}: "
+                             "engine went away"]
+    assert result.steps["service/web/0@local"].status == "done"
+    assert result.steps["service/web/1@local"].status == "failed"
+    assert host.containers["new-web-0"]["state"] == "running" and host.containers[old_ids[1]]["state"] == "running"
