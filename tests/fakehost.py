@@ -9,7 +9,8 @@ from typing import Any
 
 import docker.errors
 
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, ServiceSpec
+from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
+from gitops.observed import converged
 
 
 class FakeHost:
@@ -93,3 +94,11 @@ class FakeHost:
 
     def probe_address(self) -> str:
         return "127.0.0.1"
+
+
+def host_with(desired: DesiredState) -> FakeHost:
+    """A fake host holding ``desired``'s containers as converged() names them, running."""
+    host = FakeHost()
+    for c in converged(desired).hosts[0].containers:
+        host.add(c.id, {LABEL_MANAGED: "true", LABEL_PROJECT: desired.project.name, LABEL_SERVICE: c.service})
+    return host

@@ -17,7 +17,7 @@ from gitops.plan import Op, Plan, Step
 from gitops.planner import plan
 from gitops.secret_key import ephemeral_key
 from tests.conftest import service
-from tests.fakehost import FakeHost
+from tests.fakehost import host_with
 
 
 @pytest.fixture
@@ -32,19 +32,11 @@ def desired_of(repo) -> Callable[..., DesiredState]:
     return load
 
 
-def _host_with(desired: DesiredState) -> FakeHost:
-    """A fake host holding ``desired``'s containers as converged() names them, running."""
-    host = FakeHost()
-    for c in converged(desired).hosts[0].containers:
-        host.add(c.id, {LABEL_MANAGED: "true", LABEL_PROJECT: desired.project.name, LABEL_SERVICE: c.service})
-    return host
-
-
 @pytest.mark.parametrize("error", [ValueError("cannot convert float NaN to integer"), KeyError("bug"),
                                    HostError("local", "create container: boom")])
 def test_stop_first_create_raising_starts_the_old_container_again(desired_of, error: Exception) -> None:
     old = desired_of("update: {order: stop-first}")
-    host = _host_with(old)
+    host = host_with(old)
     old_id = next(iter(host.containers))
     new = desired_of("update: {order: stop-first}", image="local/web:2")
     host.fail_create = error
@@ -58,7 +50,7 @@ def test_stop_first_create_raising_starts_the_old_container_again(desired_of, er
 
 def test_a_failed_put_back_is_reported_with_the_failure(desired_of) -> None:
     old = desired_of("update: {order: stop-first}")
-    host = _host_with(old)
+    host = host_with(old)
     old_id = next(iter(host.containers))
     new = desired_of("update: {order: stop-first}", image="local/web:2")
     host.fail_create = RuntimeError("create broke")
@@ -90,7 +82,7 @@ DECOYS = {
 @pytest.mark.parametrize("labels", DECOYS.values(), ids=DECOYS.keys())
 def test_the_executor_never_stops_or_removes_a_container_that_is_not_its_own(desired_of, labels) -> None:
     desired = desired_of("")
-    host = _host_with(desired)
+    host = host_with(desired)
     host.add("decoy", labels)
     the_plan = _hostile(desired.project.name, Op("stop", "decoy", {"id": "decoy"}), Op("remove", "decoy", {"id": "decoy"}))
     result = Executor(desired, {"local": host}).apply(the_plan)  # type: ignore[dict-item]
@@ -104,7 +96,7 @@ def test_the_executor_never_stops_or_removes_a_container_that_is_not_its_own(des
 def test_the_executor_never_starts_or_removes_a_decoy_named_by_an_update(desired_of) -> None:
     """An edited update step: adopt a decoy (so that undo would remove it), start a stopped decoy."""
     desired = desired_of("")
-    host = _host_with(desired)
+    host = host_with(desired)
     host.add("decoy", {}, state="exited")
     step = Step("service/web/0@local", "local", "service", "web", "update", "hostile", slot=0,
                 ops=(Op("adopt", "decoy", {"id": "decoy"}, undo="remove"), Op("start", "decoy", {"id": "decoy"})))
@@ -120,7 +112,7 @@ def test_the_executor_never_starts_or_removes_a_decoy_named_by_an_update(desired
 
 def test_the_executor_still_removes_its_own_containers(desired_of) -> None:
     desired = desired_of("")
-    host = _host_with(desired)
+    host = host_with(desired)
     own = next(iter(host.containers))
     result = Executor(desired, {"local": host}).apply(  # type: ignore[dict-item]
         _hostile("test", Op("stop", "web", {"id": own}), Op("remove", "web", {"id": own})))
@@ -132,7 +124,7 @@ def test_a_host_error_while_the_pause_path_removes_old_containers_is_reported(de
     same way a converged update does: a host error there is reported, never raised (issue item 12)."""
     body = "replicas: 2\nupdate: {order: start-first, parallelism: 1, failureAction: pause}"
     old = desired_of(body)
-    host = _host_with(old)
+    host = host_with(old)
     old_ids = {c.slot: c.id for c in converged(old).hosts[0].containers}
     new = desired_of(body, image="local/web:2")
     host.fail_create, host.fail_create_slots = HostError("local", "create container: no space left"), {1}

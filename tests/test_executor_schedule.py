@@ -10,12 +10,12 @@ import pytest
 
 from gitops.executor import ApplyResult, Executor
 from gitops.loading import load_repo
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState
+from gitops.model import DesiredState
 from gitops.observed import converged
 from gitops.planner import plan
 from gitops.secret_key import ephemeral_key
 from tests.conftest import service
-from tests.fakehost import FakeHost
+from tests.fakehost import FakeHost, host_with
 
 
 @pytest.fixture
@@ -29,13 +29,6 @@ def desired_of(repo) -> Callable[..., DesiredState]:
         return outcome.desired
 
     return load
-
-
-def _host_with(desired: DesiredState) -> FakeHost:
-    host = FakeHost()
-    for c in converged(desired).hosts[0].containers:
-        host.add(c.id, {LABEL_MANAGED: "true", LABEL_PROJECT: desired.project.name, LABEL_SERVICE: c.service})
-    return host
 
 
 def _apply_in_background(new: DesiredState, old: DesiredState, host: FakeHost,
@@ -52,7 +45,7 @@ def test_a_stop_in_its_grace_period_holds_up_no_other_service(desired_of) -> Non
     period to stop must not keep the other service from being updated meanwhile."""
     bodies = {"a": "update: {order: start-first}", "b": "update: {order: start-first}"}
     old = desired_of(bodies)
-    host = _host_with(old)
+    host = host_with(old)
     release, asked = threading.Event(), threading.Event()
 
     def slow_stop(ref: str) -> None:
@@ -89,7 +82,7 @@ def test_slow_stops_never_put_more_than_parallelism_extra_containers_running(des
     when it is asked to stop, so at most replicas + parallelism containers run (invariant I2)."""
     body = f"replicas: 4\nupdate: {{order: start-first, parallelism: {parallelism}}}"
     old = desired_of({"web": body})
-    host = _host_with(old)
+    host = host_with(old)
     # a stop that takes a while, the way a container that ignores SIGTERM does: the next replica must wait
     host.stopping = lambda ref: threading.Event().wait(0.05)
     new = desired_of({"web": body}, image="local/web:2")
