@@ -1,4 +1,9 @@
-"""The ``gitops`` command line. Exit codes are a contract scripts and CI depend on (see README)."""
+"""The ``gitops`` command line. Exit codes are a contract scripts and CI depend on (see README).
+
+Start-up time: each command imports what it uses inside its body, so `gitops --help` loads no Docker
+client, schema validator or logging renderer, `validate` no Docker client, and only commands that reach
+hosts pay for docker-py. Type hints need no import at run time (``TYPE_CHECKING``).
+"""
 
 from __future__ import annotations
 
@@ -9,28 +14,22 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from gitops import log, saved_plan
-from gitops.docker_host import DockerHost
-from gitops.executor import ApplyResult, Executor
-from gitops.lease import Lease
-from gitops.loading import LoadOutcome, load_repo
-from gitops.manifests import ManifestError
-from gitops.model import DesiredState, ObservedState, SecretKey
-from gitops.observe import observe_all, observe_with_store, open_hosts
-from gitops.observed import MAX_SNAPSHOT_BYTES, SnapshotError, converged, snapshot_from_json
-from gitops.plan import Plan, ci_safe_json, render_markdown, render_text, short_revision, terminal_line
-from gitops.planner import PlanError, PlanOptions, observed_fingerprint
-from gitops.planner import plan as make_plan
-from gitops.progress import print_outcome, run_with_progress
-from gitops.reconciler import LocalSource, PassResult, Reconciler, failure_details
-from gitops.secret_key import SecretKeyError, ephemeral_key, installation_key
-from gitops.source import Checkout, GitSource, SourceError, revision_of
-from gitops.state import StateError, StateStore, default_state_dir
+from gitops import log  # light: structlog is imported when the first logger is made
+
+if TYPE_CHECKING:
+    from gitops.docker_host import DockerHost
+    from gitops.executor import ApplyResult
+    from gitops.loading import LoadOutcome
+    from gitops.manifests import ManifestError
+    from gitops.model import DesiredState, ObservedState, SecretKey
+    from gitops.plan import Plan
+    from gitops.reconciler import PassResult, Reconciler
+    from gitops.source import Checkout, GitSource
+    from gitops.state import StateStore
 
 EXIT_OK = 0
 EXIT_INVALID = 1  # also: any error for plan/apply
@@ -57,12 +56,16 @@ def shown(error: ManifestError, root: Path) -> str:
 
     One line, escaped: file names and messages come from the repository (terminal_line).
     """
+    from gitops.plan import terminal_line
+
     if str(root) in ("", ".") or error.file == ".":
         return terminal_line(str(error))
     return terminal_line(str(dataclasses.replace(error, file=os.path.join(str(root), error.file))))
 
 
 def print_errors(outcome: LoadOutcome) -> None:
+    from gitops.plan import terminal_line
+
     for error in outcome.errors:
         click.echo(shown(error, outcome.root), err=True)
     count = len(outcome.errors)
@@ -77,6 +80,9 @@ def validate(path: Path, fmt: str) -> None:
 
     Exit 0 when valid, 1 when not (one error per line on stderr as FILE:LINE:COL: message).
     """
+    from gitops.loading import load_repo
+    from gitops.plan import ci_safe_json
+
     outcome = load_repo(path)
     if fmt == "json":
         click.echo(ci_safe_json(json.dumps({"valid": outcome.ok, "documents": outcome.documents,
@@ -93,6 +99,9 @@ def validate(path: Path, fmt: str) -> None:
 
 
 def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
+    from gitops.loading import load_repo
+    from gitops.source import revision_of
+
     outcome = load_repo(path, revision=revision_of(path), key=key)
     if not outcome.ok:
         print_errors(outcome)
@@ -103,6 +112,9 @@ def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
 
 def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Path | None) -> ObservedState:
     """Observe the hosts; containers the state store does not know as declared are inspected once."""
+    from gitops.observe import observe_all, observe_with_store
+    from gitops.state import StateError, StateStore
+
     try:
         store = StateStore(_state_dir(state_dir))
     except StateError:
@@ -115,6 +127,8 @@ def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Pat
 
 def _trust(state_dir: Path | None, created: dict[str, str]) -> None:
     """Remember the containers an apply created, so the next look needs no inspect (only a cache)."""
+    from gitops.state import StateError, StateStore
+
     with contextlib.suppress(StateError):
         store = StateStore(_state_dir(state_dir))
         try:
@@ -125,6 +139,9 @@ def _trust(state_dir: Path | None, created: dict[str, str]) -> None:
 
 def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool,
                state_dir: Path | None) -> Plan:
+    from gitops.planner import PlanError, PlanOptions
+    from gitops.planner import plan as make_plan
+
     observed = _observe(desired, hosts, state_dir)
     try:
         return make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
@@ -137,7 +154,11 @@ def _stdout_is_tty() -> bool:
 
 
 def _print_plan_text(plan: Plan, *, show_unchanged: bool = False) -> None:
+    from gitops.plan import render_text
+
     if _stdout_is_tty():
+        from rich.console import Console
+
         # emoji=False: a value such as ":x:" is shown as typed, not as a picture
         Console().print(render_text(plan, color=True, show_unchanged=show_unchanged), end="", highlight=False,
                         emoji=False)
@@ -159,11 +180,15 @@ def source_options(fn: Any) -> Any:
 
 
 def _state_dir(state_dir: Path | None) -> Path:
+    from gitops.state import default_state_dir
+
     return state_dir or default_state_dir()
 
 
 def _key(state_dir: Path | None) -> SecretKey:
     """The installation's key for secret digests: every command that compares with containers on hosts."""
+    from gitops.secret_key import SecretKeyError, installation_key
+
     try:
         return installation_key(_state_dir(state_dir))
     except SecretKeyError as exc:
@@ -171,6 +196,8 @@ def _key(state_dir: Path | None) -> SecretKey:
 
 
 def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, timeout: float) -> GitSource:
+    from gitops.source import GitSource, SourceError
+
     try:
         return GitSource(repo_url, ref, subdir=subdir, cache_dir=_state_dir(state_dir) / "git", timeout=timeout)
     except SourceError as exc:
@@ -178,6 +205,9 @@ def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, ti
 
 
 def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredState:
+    from gitops.loading import load_repo
+    from gitops.plan import terminal_line
+
     outcome = load_repo(checkout.path, revision=checkout.commit, key=key)
     if not outcome.ok:
         for error in outcome.errors:
@@ -210,6 +240,14 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
 
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
+    from gitops.observe import open_hosts
+    from gitops.observed import converged
+    from gitops.plan import render_markdown
+    from gitops.planner import PlanError, PlanOptions
+    from gitops.planner import plan as make_plan
+    from gitops.secret_key import ephemeral_key
+    from gitops.source import SourceError
+
     if repo_url and path:
         raise click.UsageError("give either PATH or --repo, not both")
     source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout) if repo_url else None
@@ -268,6 +306,10 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
     """
+    from gitops import saved_plan
+    from gitops.observe import open_hosts
+    from gitops.planner import observed_fingerprint
+
     desired = _load_or_exit(path, key=_key(state_dir))
     with open_hosts(desired) as hosts:
         plan = _make_plan(desired, hosts, allow_empty, state_dir)
@@ -285,6 +327,10 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
+        from gitops.executor import Executor
+        from gitops.lease import Lease
+        from gitops.progress import print_outcome, run_with_progress
+
         lease = Lease([hosts[h] for h in sorted(hosts) if h not in dict(plan.unreachable)], desired.project.name)
         held = lease.acquire()
         if not held.acquired:
@@ -308,6 +354,9 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, result: ApplyResult,
                   started: float) -> None:
     """Put a manual apply in the history like a pass; a store that cannot be written only warns."""
+    from gitops.reconciler import failure_details
+    from gitops.state import StateError, StateStore
+
     try:
         store = StateStore(_state_dir(state_dir))
         pass_id = store.begin_pass("apply", now=started)
@@ -323,6 +372,8 @@ def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, res
 
 def _read_snapshot(path: Path) -> ObservedState:
     """The observed state in a saved status; any problem is one line naming the file and what is wrong."""
+    from gitops.observed import MAX_SNAPSHOT_BYTES, SnapshotError, snapshot_from_json
+
     def refused(reason: str) -> click.ClickException:
         return click.ClickException(f"{path}: not a status snapshot (gitops status --format json): {reason}")
 
@@ -345,6 +396,8 @@ def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkou
     """--base for a local checkout: the same folder at another ref of its own git repository."""
     import git
 
+    from gitops.source import GitSource
+
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -357,6 +410,9 @@ def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkou
 
 
 def _read_saved_plan(path: Path) -> Plan:
+    from gitops import saved_plan
+    from gitops.plan import terminal_line
+
     try:
         return saved_plan.parse(path.read_text())
     except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
@@ -366,6 +422,9 @@ def _read_saved_plan(path: Path) -> Plan:
 def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
                 *, local: Path | None = None, allow_empty: bool = False, concurrency: int = 8,
                 hooks: Any = None, lease_ttl: str = "5m") -> Reconciler:
+    from gitops.reconciler import LocalSource, Reconciler
+    from gitops.state import StateError, StateStore
+
     if local is not None:
         source: Any = LocalSource(local)
     elif repo_url:
@@ -394,6 +453,8 @@ lease_option = click.option("--lease-ttl", default="5m", show_default=True,
 
 
 def _print_pass(result: PassResult) -> None:
+    from gitops.plan import short_revision, terminal_line
+
     rev = short_revision(result.revision) or "-"
     click.echo(terminal_line(f"{result.outcome}: {result.message} (revision {rev}, {result.duration:.1f}s)"),
                err=not result.ok)
@@ -414,6 +475,9 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
     Exit 0 when the hosts converged (or already matched), 1 otherwise (invalid manifests, a failed or
     rolled-back rollout, the source unavailable, a revision that failed before and is not retried yet).
     """
+    from gitops.plan import render_text
+    from gitops.progress import print_outcome
+
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, allow_empty=allow_empty,
                              concurrency=concurrency, lease_ttl=lease_ttl)
     result = reconciler.run_pass("sync", force=force)
@@ -520,8 +584,13 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
     `gitops plan --observed FILE`. When HEAD is invalid, its errors go to stderr, the document shows
     the newest recorded revision that loads (what the hosts keep running), and the exit code is 1.
     """
+    from gitops.loading import load_repo
     from gitops.model import ServiceSpec
+    from gitops.observe import open_hosts
+    from gitops.plan import ci_safe_json, terminal_line
     from gitops.reconciler import service_at, with_pins
+    from gitops.source import SourceError, revision_of
+    from gitops.state import StateStore
     from gitops.status import status_document
 
     state = StateStore(_state_dir(state_dir))
@@ -569,6 +638,9 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
 def _last_loadable(state: StateStore, head: str, fetch_commit: Any, key: SecretKey) -> DesiredState | None:
     """The newest recorded revision other than ``head`` that loads: what the hosts keep running while HEAD
     is invalid, and what the daemon's status shows then."""
+    from gitops.loading import load_repo
+    from gitops.source import SourceError
+
     tried = 0
     for record in state.passes(limit=50):
         if not record.revision or record.revision == head or record.outcome in ("invalid", "source_unavailable"):
@@ -588,6 +660,8 @@ def _last_loadable(state: StateStore, head: str, fetch_commit: Any, key: SecretK
 
 def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) -> None:
     """The status document as text; every value from a repository or a host is escaped (terminal_line)."""
+    from gitops.plan import short_revision, terminal_line
+
     def out(text: str) -> None:
         click.echo(terminal_line(text))
 
@@ -622,6 +696,8 @@ def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) ->
 
 def _print_evidence(reason: str, health_output: str, logs: str, *, indent: str) -> None:
     """Why a service failed, as `gitops apply` prints it: one escaped line each."""
+    from gitops.plan import terminal_line
+
     if reason:
         click.echo(terminal_line(f"{indent}reason: {reason}"))
     if health_output:
@@ -644,6 +720,9 @@ def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -
     output and last log lines, each escaped.
     """
     import datetime as dt
+
+    from gitops.plan import ci_safe_json, short_revision, terminal_line
+    from gitops.state import StateStore
 
     records = StateStore(_state_dir(state_dir)).passes(limit=limit, service=service)
     if fmt == "json":
@@ -679,6 +758,9 @@ def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_di
     skipped, and named. The pin holds while the tracked ref still has the spec the service had when it
     was pinned: the daemon does not undo the rollback. The first commit that changes SERVICE releases it.
     """
+    from gitops.plan import terminal_line
+    from gitops.source import SourceError
+
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout)
     try:
         target, result = reconciler.rollback(service, to=to_ref)
