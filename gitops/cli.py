@@ -37,6 +37,17 @@ EXIT_USAGE = 2  # click's own code for usage errors
 EXIT_CHANGES = 2  # plan --detailed-exitcode: there are changes
 
 
+class CliError(click.ClickException):
+    """A command's error for the person at the terminal. Its text often carries values from a repository
+    or a host (paths, git and Docker errors), so it is escaped like every other line: one line, no
+    terminal escapes, nothing a CI runner would take for a workflow command."""
+
+    def format_message(self) -> str:
+        from gitops.plan import terminal_line  # deferred with the rest: start-up time
+
+        return terminal_line(self.message)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
@@ -146,7 +157,7 @@ def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty:
     try:
         return make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
     except PlanError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(str(exc)) from exc
 
 
 def _stdout_is_tty() -> bool:
@@ -192,7 +203,7 @@ def _key(state_dir: Path | None) -> SecretKey:
     try:
         return installation_key(_state_dir(state_dir))
     except SecretKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(str(exc)) from exc
 
 
 def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, timeout: float) -> GitSource:
@@ -201,7 +212,7 @@ def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, ti
     try:
         return GitSource(repo_url, ref, subdir=subdir, cache_dir=_state_dir(state_dir) / "git", timeout=timeout)
     except SourceError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(str(exc)) from exc
 
 
 def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredState:
@@ -212,7 +223,7 @@ def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredStat
     if not outcome.ok:
         for error in outcome.errors:
             click.echo(terminal_line(str(error)), err=True)
-        raise click.ClickException(f"{len(outcome.errors)} errors at {checkout.commit[:12]}")
+        raise CliError(f"{len(outcome.errors)} errors at {checkout.commit[:12]}")
     assert outcome.desired is not None
     return outcome.desired
 
@@ -268,12 +279,12 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
         else:
             observed = None
     except SourceError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(str(exc)) from exc
     if observed is not None:
         try:
             plan = make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
         except PlanError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise CliError(str(exc)) from exc
     else:
         with open_hosts(desired) as hosts:
             plan = _make_plan(desired, hosts, allow_empty, state_dir)
@@ -317,13 +328,13 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             # The file only approves: it must hold exactly the plan made here, which is what runs.
             refused = saved_plan.refusal(_read_saved_plan(plan_file), plan)
             if refused is not None:
-                raise click.ClickException(refused)
+                raise CliError(refused)
         _print_plan_text(plan)
         if not plan.has_changes:
             sys.exit(EXIT_INVALID if plan.unreachable else EXIT_OK)
         if not yes:
             if not sys.stdin.isatty():
-                raise click.ClickException("not on a terminal, so nobody can confirm: pass --yes to apply")
+                raise CliError("not on a terminal, so nobody can confirm: pass --yes to apply")
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
@@ -334,11 +345,11 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
         lease = Lease([hosts[h] for h in sorted(hosts) if h not in dict(plan.unreachable)], desired.project.name)
         held = lease.acquire()
         if not held.acquired:
-            raise click.ClickException(f"another reconciler ({held.holder}) is applying to these hosts; try again "
+            raise CliError(f"another reconciler ({held.holder}) is applying to these hosts; try again "
                                        "when it is done")
         try:
             if observed_fingerprint(_observe(desired, hosts, state_dir)) != plan.observed_fingerprint:
-                raise click.ClickException("the containers on the hosts changed while the plan was shown; "
+                raise CliError("the containers on the hosts changed while the plan was shown; "
                                            "nothing was applied: run gitops apply again")
             started = time.time()
             executor = Executor(desired, hosts, concurrency=concurrency)
@@ -374,8 +385,8 @@ def _read_snapshot(path: Path) -> ObservedState:
     """The observed state in a saved status; any problem is one line naming the file and what is wrong."""
     from gitops.observed import MAX_SNAPSHOT_BYTES, SnapshotError, snapshot_from_json
 
-    def refused(reason: str) -> click.ClickException:
-        return click.ClickException(f"{path}: not a status snapshot (gitops status --format json): {reason}")
+    def refused(reason: str) -> CliError:
+        return CliError(f"{path}: not a status snapshot (gitops status --format json): {reason}")
 
     try:
         with path.open("rb") as handle:
@@ -401,7 +412,7 @@ def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkou
     try:
         repo = git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise click.ClickException(f"--base needs PATH to be inside a git repository ({path})") from exc
+        raise CliError(f"--base needs PATH to be inside a git repository ({path})") from exc
     top = Path(repo.working_tree_dir or ".").resolve()
     subdir = str(Path(path).resolve().relative_to(top))
     source = GitSource(str(top), ref, subdir="" if subdir == "." else subdir,
@@ -411,12 +422,11 @@ def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkou
 
 def _read_saved_plan(path: Path) -> Plan:
     from gitops import saved_plan
-    from gitops.plan import terminal_line
 
     try:
         return saved_plan.parse(path.read_text())
     except (ValueError, OSError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise click.ClickException(terminal_line(f"{path}: not a gitops plan file: {exc}")) from exc
+        raise CliError(f"{path}: not a gitops plan file: {exc}") from exc
 
 
 def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
@@ -434,7 +444,7 @@ def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | N
     try:
         state = StateStore(_state_dir(state_dir))
     except StateError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise CliError(str(exc)) from exc
     return Reconciler(source, state, key=_key(state_dir), allow_empty=allow_empty, concurrency=concurrency,
                       hooks=hooks, lease_ttl=_duration(lease_ttl, "--lease-ttl"))
 
@@ -529,7 +539,7 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
                           body_timeout=_positive_duration(body_timeout, "--body-timeout"))
     secret = _webhook_secret(webhook_secret_file)
     if not secret and not no_webhooks:
-        raise click.ClickException("webhooks need a secret: pass --webhook-secret-file FILE or set "
+        raise CliError("webhooks need a secret: pass --webhook-secret-file FILE or set "
                                    "GITOPS_WEBHOOK_SECRET (or --no-webhooks to serve only status and metrics)")
     try:
         seconds = parse_duration(interval)
@@ -561,13 +571,13 @@ def _status_token(path: Path | None) -> bytes | None:
     if path is not None:
         token, where = path.read_bytes().strip(), f"status token file {path}"
         if not token:
-            raise click.ClickException(f"{where} is empty")
+            raise CliError(f"{where} is empty")
     else:
         token, where = os.environb.get(b"GITOPS_STATUS_TOKEN", b"").strip(), "GITOPS_STATUS_TOKEN"
         if not token:
             return None
     if not all(0x21 <= byte <= 0x7E for byte in token):
-        raise click.ClickException(f"{where}: the token must be printable ASCII without spaces "
+        raise CliError(f"{where}: the token must be printable ASCII without spaces "
                                    "(it is sent as `Authorization: Bearer TOKEN`)")
     return token
 
@@ -602,7 +612,7 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
             state.record_fetch(url=source.display_url, ref=ref, commit=checkout.commit)
         except SourceError as exc:
             state.record_fetch(url=source.display_url, ref=ref, error=str(exc))
-            raise click.ClickException(f"source unavailable: {exc}") from exc
+            raise CliError(f"source unavailable: {exc}") from exc
         fetch_commit: Any = source.fetch_commit
         outcome = load_repo(checkout.path, revision=checkout.commit, key=key)
         head = checkout.commit
@@ -765,7 +775,7 @@ def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_di
     try:
         target, result = reconciler.rollback(service, to=to_ref)
     except SourceError as exc:
-        raise click.ClickException(terminal_line(str(exc))) from exc
+        raise CliError(str(exc)) from exc
     click.echo(terminal_line(target.sentence(service)))
     click.echo(terminal_line(f"{service} pinned to {target.revision[:12]} until a commit changes it"))
     _print_pass(result)

@@ -372,6 +372,25 @@ def test_errors_name_hostile_files_escaped(tmp_path: Path) -> None:
         run.within_bounds()
 
 
+def test_command_errors_naming_a_hostile_file_are_escaped(tmp_path: Path) -> None:
+    """A command's own error (here: a snapshot that is not one) names the file escaped, on one line."""
+    from tests.hostile import run_gitops
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "project.yaml").write_text("apiVersion: gitops/v1\nkind: Project\nmetadata: {name: p}\n")
+    (root / "web.yaml").write_text(service("web", ""))
+    snapshot = tmp_path / HOSTILE_FILE.replace(".yaml", ".json")
+    snapshot.write_text("[]")
+    run = run_gitops("plan", str(root), "--observed", str(snapshot), "--state-dir", str(tmp_path / "state"),
+                     tmp=tmp_path)
+    assert run.returncode == 1
+    _assert_terminal_safe(run.stderr)
+    assert len(run.stderr.splitlines()) == 1
+    assert run.stderr.startswith("Error: " + escape(str(snapshot)) + ": not a status snapshot")
+    run.within_bounds()
+
+
 # --- logs and apply output ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("as_json", [True, False])
