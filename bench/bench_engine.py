@@ -38,15 +38,15 @@ import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitops.model import (  # noqa: E402
+from gitops.core.model import (  # noqa: E402
     DesiredState,
     HostSpec,
     ProjectSpec,
     ServiceSpec,
     UpdatePolicy,
 )
-from gitops.planner import plan  # noqa: E402
-from gitops.reconciler import LocalSource, Reconciler  # noqa: E402
+from gitops.core.planner import plan  # noqa: E402
+from gitops.engine.reconciler import LocalSource, Reconciler  # noqa: E402
 from gitops.state import StateStore  # noqa: E402
 from gitops.testing import converged  # noqa: E402
 

@@ -1,3 +1,3 @@
-from gitops.cli import main
+from gitops.cli.commands import main
 
 main()

@@ -65,12 +65,12 @@ def get_logger(**context: Any) -> Any:
 # Logged values include what hosts and repositories say (errors, container output, file names): on a
 # terminal they must not move the cursor or add lines, and in CI no line may command the runner.
 def _dumps(obj: Any, **kwargs: Any) -> str:
-    from gitops.plan import ci_safe_json
+    from gitops.core.plan import ci_safe_json
 
     return ci_safe_json(jsonlib.dumps(obj, **kwargs))
 
 
 def _escape_strings(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
 
     return {key: terminal_line(value) if isinstance(value, str) else value for key, value in event_dict.items()}

@@ -19,18 +19,13 @@ import secrets
 import stat
 from pathlib import Path
 
-from gitops.model import SECRET_KEY_BYTES, SecretKey
+from gitops.core.model import SECRET_KEY_BYTES, SecretKey
 
 KEY_FILE = "secret-key"
 
 
 class SecretKeyError(Exception):
     """The key cannot be made or read; the message says what to do."""
-
-
-def ephemeral_key() -> SecretKey:
-    """A key that lives only in this process: for what never compares with hosts (validate, plan --base)."""
-    return SecretKey(secrets.token_bytes(SECRET_KEY_BYTES))
 
 
 def installation_key(state_dir: Path) -> SecretKey:

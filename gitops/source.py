@@ -596,3 +596,16 @@ def revision_of(path: Path) -> str:
 def _is_manifest(rel: str) -> bool:
     parts = Path(rel).parts
     return rel.endswith((".yaml", ".yml")) and not any(p.startswith(".") for p in parts)
+
+
+def checkout_at(path: Path, ref: str, *, cache_dir: Path) -> Checkout:
+    """The folder ``path`` of a local git repository as it is at ``ref`` (`gitops plan --base REF`)."""
+    import git
+
+    try:
+        repo = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise SourceError(f"--base needs PATH to be inside a git repository ({path})", temporary=False) from exc
+    top = Path(repo.working_tree_dir or ".").resolve()
+    subdir = str(Path(path).resolve().relative_to(top))
+    return GitSource(str(top), ref, subdir="" if subdir == "." else subdir, cache_dir=cache_dir).fetch()

@@ -1,5 +1,5 @@
-"""Test helpers shipped with the package (re-exported from gitops.observed)."""
+"""Test helpers shipped with the package (re-exported from gitops.core.observed)."""
 
-from gitops.observed import converged, empty, unreachable, with_containers
+from gitops.core.observed import converged, empty, unreachable, with_containers
 
 __all__ = ["converged", "empty", "unreachable", "with_containers"]

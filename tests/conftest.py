@@ -93,7 +93,7 @@ def purge_project(client, name: str) -> None:
 @pytest.fixture
 def deploy(repo, project_name):
     """Write manifests (project named ``project_name``), then plan and apply them on the real engine."""
-    from gitops.engine_test_support import Deployer
+    from tests.deployer import Deployer
 
     return Deployer(repo, project_name)
 

@@ -7,10 +7,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import docker.errors
-
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
-from gitops.observed import converged
+from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
+from gitops.core.observed import converged
+from gitops.errors import NotFound
 
 
 class FakeHost:
@@ -58,7 +57,7 @@ class FakeHost:
     def _get(self, ref: str) -> dict[str, Any]:
         with self.lock:
             if ref not in self.containers:
-                raise docker.errors.NotFound(f"No such container: {ref}")
+                raise NotFound(self.name, f"No such container: {ref}")
             return self.containers[ref]
 
     def start(self, ref: str) -> None:

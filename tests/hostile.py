@@ -44,7 +44,7 @@ class Measured:
 
 _TIMED_MAIN = textwrap.dedent("""
     import sys, time, json, os
-    from gitops.cli import main
+    from gitops.cli.commands import main
     started = time.perf_counter()
     code = 0
     try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gitops.loading import load_repo
-from gitops.policy import classify_bind_source, normalize_host_path
-from gitops.validate import find_cycles
+from gitops.manifests.checks import find_cycles
+from gitops.manifests.load import load_repo
+from gitops.manifests.policy import classify_bind_source, normalize_host_path
 from tests.conftest import PROJECT, service
 
 NET = "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: %s}\n"

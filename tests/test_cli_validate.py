@@ -9,7 +9,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from gitops.cli import main
+from gitops.cli.commands import main
 from tests.conftest import service
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "example-repo"

@@ -226,7 +226,7 @@ def test_prune_removes_undeclared_services_and_keeps_volumes(deploy, docker_clie
 def test_unmanaged_decoys_are_left_byte_identical(deploy, docker_client, project_name) -> None:
     """Containers without the project's labels, even with copied names and labels, are never touched;
     a name collision is an error, not an adoption."""
-    from gitops.model import container_name
+    from gitops.core.model import container_name
 
     decoys = [
         docker_client.containers.run("local/busybox:1", ["sleep", "300"], detach=True, name=f"{project_name}-decoy",
@@ -286,8 +286,8 @@ def test_every_setting_gitops_makes_is_found_as_declared_when_inspected(deploy, 
     """The check for containers copied by hand inspects what gitops did not make. Run against containers
     gitops made, with every kind of setting, it must find nothing (a false finding would replace them
     on every pass), and it must find the one setting then changed by hand."""
-    from gitops.docker_host import DockerHost
-    from gitops.observe import observe_all, open_hosts
+    from gitops.engine.observe import observe_all, open_hosts
+    from gitops.hosts.docker import DockerHost
 
     (tmp_path / "site").mkdir()
     files = {
@@ -374,9 +374,9 @@ def _serves(port: int, body: str, within: float = 20.0) -> bool:
 
 def _apply_with(desired, **patch):  # type: ignore[no-untyped-def]
     """Plan and apply ``desired`` on the local engine, with DockerHost methods replaced by ``patch``."""
-    from gitops.executor import Executor
-    from gitops.observe import observe_all, open_hosts
-    from gitops.planner import plan
+    from gitops.core.planner import plan
+    from gitops.engine.executor import Executor
+    from gitops.engine.observe import observe_all, open_hosts
 
     with open_hosts(desired) as hosts:
         for name, wrap in patch.items():

@@ -8,14 +8,13 @@ from collections.abc import Callable
 
 import pytest
 
-from gitops.docker_host import HostError
-from gitops.executor import Executor
-from gitops.loading import load_repo
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState
-from gitops.observed import converged
-from gitops.plan import Op, Plan, Step
-from gitops.planner import plan
-from gitops.secret_key import ephemeral_key
+from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ephemeral_key
+from gitops.core.observed import converged
+from gitops.core.plan import Op, Plan, Step
+from gitops.core.planner import plan
+from gitops.engine.executor import Executor
+from gitops.errors import HostError
+from gitops.manifests.load import load_repo
 from tests.conftest import service
 from tests.fakehost import host_with
 

@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 import pytest
 
-from gitops.executor import ApplyResult, Executor
-from gitops.loading import load_repo
-from gitops.model import DesiredState
-from gitops.observed import converged
-from gitops.planner import plan
-from gitops.secret_key import ephemeral_key
+from gitops.core.model import DesiredState, ephemeral_key
+from gitops.core.observed import converged
+from gitops.core.planner import plan
+from gitops.engine.executor import ApplyResult, Executor
+from gitops.manifests.load import load_repo
 from tests.conftest import service
 from tests.fakehost import FakeHost, host_with
 

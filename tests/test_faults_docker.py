@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.reconciler import LocalSource, Reconciler
+from gitops.engine.reconciler import LocalSource, Reconciler
 from gitops.state import StateStore
 from tests.conftest import purge_project, service
 from tests.gitutil import Remote

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gitops.loading import load_repo
-from gitops.model import EnvVar, HealthCheck, Mount, NetworkAttachment, Port
-from gitops.secret_key import ephemeral_key
+from gitops.core.model import EnvVar, HealthCheck, Mount, NetworkAttachment, Port, ephemeral_key
+from gitops.manifests.load import load_repo
 from tests.conftest import service
 
 FULL = """\

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gitops.health import HealthFailure, effective_deadline, wait_healthy
-from gitops.model import HealthCheck, ServiceSpec, UpdatePolicy
+from gitops.core.model import HealthCheck, ServiceSpec, UpdatePolicy
+from gitops.engine.health import HealthFailure, effective_deadline, wait_healthy
 
 
 def svc(hc: HealthCheck | None, **update: float) -> ServiceSpec:

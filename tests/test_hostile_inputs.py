@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.manifests import DEFAULT_LIMITS
+from gitops.manifests.parse import DEFAULT_LIMITS
 from tests.conftest import PROJECT, service, write_files
 from tests.hostile import Measured, run_gitops
 

@@ -1,33 +1,52 @@
-"""The pure core imports neither docker nor git, and has no clock or network (DESIGN.md)."""
+"""The layers of DESIGN.md hold: import-linter checks the contract in .importlinter on every run."""
 
 from __future__ import annotations
 
+import configparser
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-CORE = ["gitops.model", "gitops.manifests", "gitops.schema", "gitops.validate", "gitops.policy",
-        "gitops.desired", "gitops.units", "gitops.loading", "gitops.planner", "gitops.plan", "gitops.testing", "gitops.settings_drift"]
-
-
-def test_core_modules_load_neither_docker_nor_git() -> None:
-    code = (
-        "import sys\n"
-        f"for m in {CORE!r}: __import__(m)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'git', 'requests', 'socket', 'urllib3', 'httpx'))\n"
-        "print(','.join(bad))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = [m for m in proc.stdout.strip().split(",") if m]
-    assert [m for m in loaded if m.split(".")[0] in ("docker", "git")] == []
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
-def test_core_sources_do_not_read_the_clock() -> None:
-    """No time.time/datetime.now in the pure core: same inputs, same outputs."""
-    import importlib
-    import inspect
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--config", str(root / ".importlinter")], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=120)
 
-    for name in ["gitops.model", "gitops.schema", "gitops.validate", "gitops.policy", "gitops.desired", "gitops.units",
-                 "gitops.planner", "gitops.plan", "gitops.testing", "gitops.settings_drift"]:
-        source = inspect.getsource(importlib.import_module(name))
-        for forbidden in ("time.time(", "datetime.now(", "import docker", "import git", "import socket"):
-            assert forbidden not in source, (name, forbidden)
+
+def test_the_import_contracts_are_kept() -> None:
+    """cli > daemon > engine > manifests|hosts|source > ... > core > errors; docker only in hosts, git only in source."""
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "4 kept, 0 broken" in done.stdout
+
+
+def test_every_module_of_gitops_is_in_a_layer() -> None:
+    """A new folder or top-level module cannot slip past the contract by not being named in it."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / ".importlinter")
+    named = {m.strip() for line in config["importlinter:contract:layers"]["layers"].split("\n")
+             for m in line.split("|") if m.strip()}
+    package = ROOT / "gitops"
+    present = {f"gitops.{p.stem}" for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    present |= {f"gitops.{p.name}" for p in package.iterdir() if (p / "__init__.py").is_file()}
+    assert present - named == set(), "add these to a layer in .importlinter"
+
+
+def test_a_forbidden_import_breaks_the_contract(tmp_path: Path) -> None:
+    """The check can fail: the core importing docker (or the engine importing the CLI) is reported."""
+    shutil.copytree(ROOT / "gitops", tmp_path / "gitops", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".importlinter", tmp_path / ".importlinter")
+    planner = tmp_path / "gitops" / "core" / "planner.py"
+    planner.write_text(planner.read_text() + "\nimport docker  # noqa\n")
+    executor = tmp_path / "gitops" / "engine" / "executor.py"
+    executor.write_text(executor.read_text() + "\nfrom gitops.cli import commands  # noqa\n")
+    done = lint_imports(tmp_path)
+    assert done.returncode != 0
+    assert "gitops.core.planner -> docker" in done.stdout
+    assert "gitops.engine.executor -> gitops.cli" in done.stdout

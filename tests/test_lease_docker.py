@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gitops.docker_host import DockerHost, NameConflict, lease_name
-from gitops.model import HostSpec
+from gitops.core.model import HostSpec
+from gitops.errors import NameConflict
+from gitops.hosts.docker import DockerHost, lease_name
 from tests.conftest import service
 from tests.daemonutil import DaemonProcess
 from tests.gitutil import Remote

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.manifests import (
+from gitops.manifests.parse import (
     Limits,
     RepoPathError,
     load_documents,

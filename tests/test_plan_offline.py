@@ -120,7 +120,7 @@ def test_secret_canary_never_leaves_the_secret_file(tmp_path: Path, docker_clien
     assert canary not in json.dumps(container.labels)
     # SECURITY.md 16: the digest on the label and in status is keyed with the installation's key, which
     # itself appears nowhere: not in any output, the store, any other file under the state dir, or a label.
-    from gitops.model import legacy_secret_digest
+    from gitops.core.model import legacy_secret_digest
     from gitops.secret_key import KEY_FILE
     from tests.test_secret_key import key_forms
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from gitops.loading import load_repo
-from gitops.model import SecretKey
-from gitops.plan import Plan, render_markdown, render_text
-from gitops.planner import plan
+from gitops.core.model import SecretKey
+from gitops.core.plan import Plan, render_markdown, render_text
+from gitops.core.planner import plan
+from gitops.manifests.load import load_repo
 from gitops.testing import converged
 from tests.conftest import service
 
@@ -112,8 +112,8 @@ BENIGN = "benign"
 
 def hostile_plan(value: str) -> Plan:
     """A plan with ``value`` in every string a repository or a host can put into one."""
-    from gitops.model import PolicyException
-    from gitops.plan import FieldChange, Step
+    from gitops.core.model import PolicyException
+    from gitops.core.plan import FieldChange, Step
 
     steps = (
         Step(id="s1", host=value, kind="service", name=value, action="update", reason=f"changed ({value})",
@@ -171,7 +171,7 @@ def test_markdown_has_the_same_structure_whatever_the_values(value: str) -> None
 
 @pytest.mark.parametrize("value", HOSTILE)
 def test_markdown_shows_hostile_values_escaped_not_dropped(value: str) -> None:
-    from gitops.plan import escape_text
+    from gitops.core.plan import escape_text
 
     tokens = _parse(render_markdown(hostile_plan(value)))
     shown = escape_text(value)
@@ -183,7 +183,7 @@ def test_markdown_shows_hostile_values_escaped_not_dropped(value: str) -> None:
 
 
 def _code(text: str) -> str:
-    from gitops.plan import md_code
+    from gitops.core.plan import md_code
 
     return md_code(text)
 
@@ -210,7 +210,7 @@ def test_text_has_no_control_characters_or_workflow_commands(value: str) -> None
 
 
 def escape(value: str) -> str:
-    from gitops.plan import escape_text
+    from gitops.core.plan import escape_text
 
     return escape_text(value)
 
@@ -418,8 +418,8 @@ def test_log_lines_escape_values(as_json: bool) -> None:
 
 def test_apply_outcome_escapes_host_and_container_text(capsys) -> None:
     """Errors, health-check output and container log lines are the container's words: escaped."""
-    from gitops.executor import ApplyResult, ServiceOutcome
-    from gitops.progress import print_outcome
+    from gitops.cli.progress import print_outcome
+    from gitops.engine.executor import ApplyResult, ServiceOutcome
 
     evil = "\x1b]0;pwned\x07::error::x ##[add-mask]y \u202e"
     result = ApplyResult()

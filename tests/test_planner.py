@@ -9,11 +9,17 @@ import dataclasses
 
 import pytest
 
-from gitops.loading import load_repo
-from gitops.model import DesiredState, ObservedContainer, ObservedState, canonical_json, container_name
-from gitops.plan import Plan
-from gitops.planner import PlanError, PlanOptions, plan
-from gitops.secret_key import ephemeral_key
+from gitops.core.model import (
+    DesiredState,
+    ObservedContainer,
+    ObservedState,
+    canonical_json,
+    container_name,
+    ephemeral_key,
+)
+from gitops.core.plan import Plan
+from gitops.core.planner import PlanError, PlanOptions, plan
+from gitops.manifests.load import load_repo
 from gitops.testing import converged, empty, unreachable, with_containers
 from tests.conftest import PROJECT, service
 
@@ -99,7 +105,7 @@ def test_secret_change_is_masked_everywhere(desired_of) -> None:
     p = plan(after, converged(before))
     changes = [c for s in p.steps for c in s.changes]
     assert [c.describe() for c in changes] == ["env.TOKEN: (secret changed)"] * 2
-    from gitops.plan import render_markdown, render_text
+    from gitops.core.plan import render_markdown, render_text
     for text in (p.to_json(), render_text(p), render_markdown(p), repr(p)):
         assert "canary" not in text
 
@@ -220,7 +226,7 @@ def test_volume_removal_only_when_the_manifest_says_so(desired_of) -> None:
     desired = desired_of({**SHOP, "infra.yaml": NET % "backend" + "---\n" + VOL % "data" + "---\n" + VOL % "old"
                           + "spec: {remove: true}\n"})
     obs = converged(desired)
-    from gitops.model import HostObservation, ObservedObject
+    from gitops.core.model import HostObservation, ObservedObject
     host = obs.hosts[0]
     obs = ObservedState((HostObservation(host.host, True, "", host.containers, host.networks,
                                          host.volumes + (ObservedObject("local", "volume", "old", "test_old"),)),))

@@ -1,4 +1,4 @@
-"""The security policy's allowlists (gitops/policy.py), and a decision for every field of the format."""
+"""The security policy's allowlists (gitops/manifests/policy.py), and a decision for every field of the format."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gitops.loading import load_repo
-from gitops.model import PolicyException
-from gitops.policy import (
+from gitops.core.model import PolicyException
+from gitops.manifests.load import load_repo
+from gitops.manifests.policy import (
     ALLOWABLE_RULES,
     FIELD_POLICY,
     POLICY_RULES,
@@ -18,7 +18,7 @@ from gitops.policy import (
     rules_in_table,
     security_opt_rule,
 )
-from gitops.schema import KIND_SCHEMAS, SCHEMA_DIR, _registry
+from gitops.manifests.schema import KIND_SCHEMAS, SCHEMA_DIR, _registry
 from tests.conftest import PROJECT, service
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.policy import POLICY_RULES
+from gitops.manifests.policy import POLICY_RULES
 from tests.conftest import PROJECT, service, write_files
 from tests.hostile import run_gitops
 

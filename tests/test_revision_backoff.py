@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gitops.model import HostObservation, ObservedContainer, ObservedState
-from gitops.reconciler import LocalSource, Reconciler
+from gitops.core.model import HostObservation, ObservedContainer, ObservedState
+from gitops.engine.reconciler import LocalSource, Reconciler
 from gitops.state import StateStore
 
 

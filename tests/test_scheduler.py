@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from gitops.daemon import HEAL_RETRY, Batch, Daemon, Scheduler
-from gitops.reconciler import PassResult
+from gitops.daemon.loop import HEAL_RETRY, Batch, Daemon, Scheduler
+from gitops.engine.reconciler import PassResult
 
 
 def test_requests_merge_into_one_batch_with_what_they_announce() -> None:

@@ -21,19 +21,20 @@ from pathlib import Path
 
 import pytest
 
-from gitops.loading import load_repo
-from gitops.model import (
+from gitops.core.model import (
     LABEL_KEY_ID,
     DesiredState,
     ObservedContainer,
     SecretKey,
     canonical_json,
     container_name,
+    ephemeral_key,
     legacy_secret_digest,
     observed_to_dict,
 )
-from gitops.planner import REKEY_REASON, plan
-from gitops.secret_key import KEY_FILE, SecretKeyError, ephemeral_key, installation_key
+from gitops.core.planner import REKEY_REASON, plan
+from gitops.manifests.load import load_repo
+from gitops.secret_key import KEY_FILE, SecretKeyError, installation_key
 from gitops.testing import converged
 from tests.conftest import service
 
@@ -260,8 +261,8 @@ def test_a_secret_added_to_a_service_is_a_secret_change_not_a_rekey(repo) -> Non
 
 
 def test_the_container_label_carries_the_key_id_only_with_secrets(repo) -> None:
-    from gitops.docker_host import DockerHost
-    from gitops.model import HostSpec
+    from gitops.core.model import HostSpec
+    from gitops.hosts.docker import DockerHost
 
     key = ephemeral_key()
     desired = load(repo(SERVICES), key)
@@ -327,7 +328,7 @@ def test_plan_base_compares_two_revisions_under_one_throwaway_key(tmp_path) -> N
 
 def _legacy(svc):
     """The spec as a gitops before per-installation keys made it: name-keyed digests and no key-id label."""
-    from gitops.model import EnvVar
+    from gitops.core.model import EnvVar
 
     env = tuple(EnvVar(e.name, e.value, True, legacy_secret_digest(e.name, e.value)) if e.secret else e
                 for e in svc.env)
@@ -336,8 +337,8 @@ def _legacy(svc):
 
 @pytest.mark.docker
 def test_upgrade_on_docker_recreates_only_the_containers_with_secrets(deploy, docker_client, project_name) -> None:
-    from gitops.executor import Executor
-    from gitops.observe import observe_all, open_hosts
+    from gitops.engine.executor import Executor
+    from gitops.engine.observe import observe_all, open_hosts
 
     files = {"web.yaml": service("web", "init: true\nstopGracePeriod: 1s\nenv:\n  PIN: {secretFile: pin}"),
              "plain.yaml": service("plain", "init: true\nstopGracePeriod: 1s"), "pin": SHORT_SECRET + "\n"}

@@ -345,7 +345,7 @@ def test_a_zero_timeout_is_refused(tmp_path, option: str) -> None:
     ("localhost", False, False),
 ])
 def test_no_token_on_a_non_loopback_address_warns(host: str, token: bool, warns: bool) -> None:
-    from gitops.daemon import exposure_warning
+    from gitops.daemon.loop import exposure_warning
 
     warning = exposure_warning(host, token=token)
     if warns:

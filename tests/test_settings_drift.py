@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 
-from gitops.settings_drift import differences
+from gitops.hosts.settings_drift import differences
 
 REQUEST = {
     "image": "local/web:1", "command": ["httpd", "-f"], "entrypoint": None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops.reconciler import Reconciler
+from gitops.engine.reconciler import Reconciler
 from gitops.source import GitSource, SourceError, check_ref, redact
 from gitops.state import StateStore
 from tests.githttp import GitHttpServer
@@ -284,7 +284,7 @@ def test_a_symlink_outside_path_does_not_block_it(tmp_path: Path) -> None:
 
 
 def test_a_relative_symlink_leaving_the_checkout_is_refused_by_the_loader(tmp_path: Path) -> None:
-    from gitops.loading import load_repo
+    from gitops.manifests.load import load_repo
 
     remote = Remote(tmp_path / "r")
     remote.commit({"prod/project.yaml": PROJECT, "secret.yaml": "token: x\n"})
@@ -306,7 +306,7 @@ def test_an_unexpected_error_while_loading_is_recorded_against_the_revision(tmp_
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("loader bug")
 
-    monkeypatch.setattr("gitops.reconciler.load_repo", explode)
+    monkeypatch.setattr("gitops.engine.reconciler.load_repo", explode)
     source = GitSource(str(remote.bare), cache_dir=tmp_path / "state" / "git")
     reconciler, (first, second) = run_twice(source, tmp_path / "state")
     assert first.outcome == "failed" and first.revision == commit

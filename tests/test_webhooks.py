@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from gitops.metrics import Metrics
-from gitops.server import make_app, make_server
-from gitops.webhooks import signature_ok
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.server import make_app, make_server
+from gitops.daemon.webhooks import signature_ok
 
 SECRET = b"It's a Secret to Everybody"
 

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from gitops.model import PolicyException
+from gitops.core.model import PolicyException
 
 Action = Literal["create", "update", "remove", "noop"]
 OpKind = Literal[

@@ -36,8 +36,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from gitops.metrics import Metrics
-from gitops.webhooks import PROVIDERS, DeliveryLog, interpret, signature_ok
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.webhooks import PROVIDERS, DeliveryLog, interpret, signature_ok
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
 BEARER_CHALLENGE = 'Bearer realm="gitops"'

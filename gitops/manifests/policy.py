@@ -326,7 +326,7 @@ def network_policy_violations(spec: Mapping[str, Any]) -> list[PolicyViolation]:
 
 
 def policy_message(v: PolicyViolation) -> str:
-    from gitops.schema import format_path
+    from gitops.manifests.schema import format_path
 
     if v.rule == "host-path":
         how = f"add {v.host_path} or a folder above it to spec.policy.allowHostPaths of the Project"

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from gitops.manifests import Document, ManifestError, RepoPathError
-from gitops.model import (
+from gitops.core.model import (
     LOCAL_HOST,
     Dependency,
     DesiredState,
@@ -30,8 +29,9 @@ from gitops.model import (
     UpdatePolicy,
     VolumeSpec,
 )
-from gitops.units import parse_duration, parse_size
-from gitops.validate import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
+from gitops.core.quantities import parse_duration, parse_size
+from gitops.manifests.checks import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
+from gitops.manifests.parse import Document, ManifestError, RepoPathError
 
 ReadFile = Callable[[str, str], str]  # (manifest file, relative path) -> text; raises RepoPathError
 ResolvePath = Callable[[str, str], str]  # (manifest file, relative path) -> absolute path
@@ -222,7 +222,7 @@ class _Builder:
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
-    from gitops.schema import format_path
+    from gitops.manifests.schema import format_path
 
     return format_path(path)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitops.model import LABEL_NETWORK_HASHES
+from gitops.core.model import LABEL_NETWORK_HASHES
 
 # Docker HostConfig keys -> manifest names, compared when gitops sets them or when they widen access.
 _HOST_FIELDS = {

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from gitops.reconciler import PassResult
+from gitops.engine.reconciler import PassResult
 
 
 class Metrics:

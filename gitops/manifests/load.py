@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops.desired import build_desired
-from gitops.manifests import (
+from gitops.core.model import DesiredState, SecretKey, ephemeral_key
+from gitops.manifests.build import build_desired
+from gitops.manifests.checks import allowed_policy_exceptions, check_documents
+from gitops.manifests.parse import (
     DEFAULT_LIMITS,
     Limits,
     ManifestError,
@@ -19,10 +21,7 @@ from gitops.manifests import (
     read_repo_file,
     resolve_inside,
 )
-from gitops.model import DesiredState, SecretKey
-from gitops.schema import validate_documents
-from gitops.secret_key import ephemeral_key
-from gitops.validate import allowed_policy_exceptions, check_documents
+from gitops.manifests.schema import validate_documents
 
 
 @dataclass

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.model import (
+from gitops.core.model import (
     DesiredState,
     HostObservation,
     Instance,
@@ -28,7 +28,7 @@ from gitops.model import (
     legacy_secret_digest,
     object_name,
 )
-from gitops.plan import FieldChange, Op, Plan, Step
+from gitops.core.plan import FieldChange, Op, Plan, Step
 
 
 class PlanError(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -76,6 +77,11 @@ class SecretKey:
 
     def digest(self, name: str, value: str) -> str:
         return secret_digest(self.raw, name, value)
+
+
+def ephemeral_key() -> SecretKey:
+    """A key that lives only in this process: for what never compares with hosts (validate, plan --base)."""
+    return SecretKey(secrets.token_bytes(SECRET_KEY_BYTES))
 
 
 @dataclass(frozen=True)

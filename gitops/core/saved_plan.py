@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gitops.plan import Plan, escape_text, short_revision
+from gitops.core.plan import Plan, escape_text, short_revision
 
 STALE_MANIFESTS = ("the saved plan is stale: the manifests changed since it was made (revision {was} -> {now}); "
                    "run gitops plan again")

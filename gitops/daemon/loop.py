@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gitops.daemon.metrics import Metrics
+from gitops.daemon.server import ServerLimits
+from gitops.daemon.status import status_document
+from gitops.engine.reconciler import PassResult, Reconciler
 from gitops.log import get_logger
-from gitops.metrics import Metrics
-from gitops.reconciler import PassResult, Reconciler
-from gitops.server import ServerLimits
-from gitops.status import status_document
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ class EventWatch:
 
     def sync_hosts(self) -> None:
         """Start a watcher for each host of the last desired state that has none yet."""
-        from gitops.docker_host import DockerHost
+        from gitops.hosts.docker import DockerHost
 
         desired = self.reconciler.last_desired
         if desired is None or self.stop_event.is_set():
@@ -306,7 +306,7 @@ class EventWatch:
             thread.start()
 
     def _watch(self, host: Any, project: str) -> None:
-        from gitops.docker_host import HostError
+        from gitops.errors import HostError
 
         delay = 1.0
         while not self.stop_event.is_set():
@@ -387,7 +387,7 @@ def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
           watch: Path | None = None, status_token: bytes | None = None,
           limits: ServerLimits | None = None) -> int:
     """Run the daemon in the foreground: HTTP server in a thread, the worker in this (main) thread."""
-    from gitops.server import make_app, make_server
+    from gitops.daemon.server import make_app, make_server
 
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"

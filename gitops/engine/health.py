@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from gitops.core.model import HealthCheck, ServiceSpec
 from gitops.failpoints import failpoint
-from gitops.model import HealthCheck, ServiceSpec
 
 
 class HealthFailure(Exception):
@@ -80,7 +80,7 @@ class _ProbeState:
 
 
 def _published(info: dict[str, Any], port: int, fallback_host: str) -> tuple[str, int] | None:
-    from gitops.docker_host import published_port
+    from gitops.hosts.docker import published_port
 
     found = published_port(info, port)
     if found is None:

@@ -15,9 +15,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from gitops.executor import ApplyResult, Executor
+from gitops.core.plan import Plan, short_revision, terminal_line
+from gitops.engine.executor import ApplyResult, Executor
 from gitops.log import get_logger
-from gitops.plan import Plan, short_revision, terminal_line
 
 STATUS_STYLE = {"running": "cyan", "done": "green", "failed": "red", "rolled_back": "yellow", "skipped": "dim",
                 "unchanged": "dim", "waiting": "dim"}

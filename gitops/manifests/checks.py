@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from gitops.manifests import Document, ManifestError
-from gitops.model import LABEL_PREFIX, LOCAL_HOST, PolicyException
-from gitops.policy import Policy, PolicyViolation, policy_findings, policy_message
-from gitops.units import parse_duration, parse_size
+from gitops.core.model import LABEL_PREFIX, LOCAL_HOST, PolicyException
+from gitops.core.quantities import parse_duration, parse_size
+from gitops.manifests.parse import Document, ManifestError
+from gitops.manifests.policy import Policy, PolicyViolation, policy_findings, policy_message
 
 # --- helpers shared with desired.py -------------------------------------------------------------------
 
@@ -195,7 +195,7 @@ class _Checker:
                 self.err(doc, ("kind",), "kind: only one Project may exist in a repository; merge them")
 
     def policy(self, project: Document | None, services: dict[str, dict[str, Any]]) -> None:
-        """Each setting a policy rule refuses, unless the Project allows it (gitops/policy.py)."""
+        """Each setting a policy rule refuses, unless the Project allows it (gitops/manifests/policy.py)."""
         policy = Policy.of(spec_of(project) if project else {})
         for kind, name, v in _findings(self.by_kind, project, services):
             if not policy.allows(v):

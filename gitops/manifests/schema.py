@@ -18,9 +18,9 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
-from gitops.manifests import Document, JsonPath, ManifestError
+from gitops.manifests.parse import Document, JsonPath, ManifestError
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KIND_SCHEMAS = {"Project": "project", "Host": "host", "Service": "service", "Network": "network",
                 "Volume": "volume"}
 API_VERSION = "gitops/v1"

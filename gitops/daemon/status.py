@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitops.model import DesiredState, ObservedState, observed_to_dict
-from gitops.plan import Plan
-from gitops.planner import PlanError, PlanOptions, plan
+from gitops.core.model import DesiredState, ObservedState, observed_to_dict
+from gitops.core.plan import Plan
+from gitops.core.planner import PlanError, PlanOptions, plan
 from gitops.source import redact
 from gitops.state import PassRecord, StateStore
 

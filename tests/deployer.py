@@ -6,13 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.executor import ApplyResult, Executor
-from gitops.loading import load_repo
-from gitops.model import DesiredState
-from gitops.observe import observe_all, open_hosts
-from gitops.plan import Plan
-from gitops.planner import PlanOptions, plan
-from gitops.secret_key import ephemeral_key
+from gitops.core.model import DesiredState, ephemeral_key
+from gitops.core.plan import Plan
+from gitops.core.planner import PlanOptions, plan
+from gitops.engine.executor import ApplyResult, Executor
+from gitops.engine.observe import observe_all, open_hosts
+from gitops.manifests.load import load_repo
 
 
 @dataclass

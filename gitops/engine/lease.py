@@ -15,7 +15,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from gitops.docker_host import DockerHost, HostError, LeaseState
+from gitops.errors import HostError
+from gitops.hosts.docker import DockerHost, LeaseState
 from gitops.process import pid_alive
 
 DEFAULT_TTL = 300.0

@@ -23,8 +23,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount as DockerMount
 
-from gitops.failpoints import failpoint
-from gitops.model import (
+from gitops.core.model import (
     LABEL_DEPENDS_ON,
     LABEL_KEY_ID,
     LABEL_KIND,
@@ -49,29 +48,13 @@ from gitops.model import (
     network_hashes_label,
     object_name,
 )
-from gitops.settings_drift import differences
+from gitops.errors import Conflict, HostError, HostUnreachable, NameConflict, NotFound
+from gitops.failpoints import failpoint
+from gitops.hosts.settings_drift import differences
 
 API_VERSION = "auto"  # negotiate: Debian's engine 20.10 speaks 1.41, newer engines more
 MIN_API_VERSION = "1.41"
 NS = 1_000_000_000
-
-
-class HostError(Exception):
-    """A Docker call failed. ``temporary`` says whether retrying later may help."""
-
-    def __init__(self, host: str, message: str, *, temporary: bool = False) -> None:
-        super().__init__(f"{host}: {message}")
-        self.host = host
-        self.temporary = temporary
-
-
-class HostUnreachable(HostError):
-    def __init__(self, host: str, message: str) -> None:
-        super().__init__(host, message, temporary=True)
-
-
-class NameConflict(HostError):
-    """The name gitops needs belongs to an object it does not manage (permanent until someone acts)."""
 
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -157,7 +140,7 @@ class _LeaseOps:
     def _lease_image(self) -> None:
         try:
             self._call("inspect lease image", self.client.inspect_image, LEASE_IMAGE)
-        except docker.errors.NotFound:
+        except NotFound:
             import io
             import tarfile
 
@@ -182,12 +165,11 @@ class _LeaseOps:
                            host_config=self.client.create_host_config(
                                restart_policy={"Name": "on-failure", "MaximumRetryCount": expiry}))
                 return LeaseState(True, holder, expiry)
-            except HostError as exc:
-                if "Conflict" not in str(exc) and "already in use" not in str(exc):
-                    raise
+            except Conflict:
+                pass  # the lease exists: whose is it, and until when?
             try:
                 info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
-            except docker.errors.NotFound:
+            except NotFound:
                 continue  # released meanwhile: try again
             labels = (info.get("Config") or {}).get("Labels") or {}
             if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_KIND) != "lease":
@@ -199,7 +181,7 @@ class _LeaseOps:
                 return LeaseState(True, holder, expiry)
             if until > now and not holder_gone(current):
                 return LeaseState(False, current, until)
-            with contextlib.suppress(docker.errors.NotFound):  # expired: take it over, by the id we saw
+            with contextlib.suppress(NotFound):  # expired: take it over, by the id we saw
                 self._call(f"remove expired lease {name}", self.client.remove_container,
                            info["Id"], force=True)
         info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
@@ -215,10 +197,10 @@ class _LeaseOps:
         name = lease_name(project)
         try:
             info = self._call(f"inspect lease {name}", self.client.inspect_container, name)
-        except docker.errors.NotFound:
+        except NotFound:
             return
         if ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_LEASE_HOLDER) == holder:
-            with contextlib.suppress(docker.errors.NotFound):
+            with contextlib.suppress(NotFound):
                 self._call(f"release lease {name}", self.client.remove_container,
                            info["Id"], force=True)
 
@@ -287,10 +269,12 @@ class DockerHost(_LeaseOps):
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except docker.errors.NotFound:
-            raise
         except docker.errors.APIError as exc:
             status = exc.status_code or 0
+            if status == 404:
+                raise NotFound(self.name, f"{what}: {_explain(exc)}") from exc
+            if status == 409:
+                raise Conflict(self.name, f"{what}: {_explain(exc)}") from exc
             raise HostError(self.name, f"{what}: {_explain(exc)}", temporary=status >= 500) from exc
         except (requests.exceptions.RequestException, OSError) as exc:
             raise HostUnreachable(self.name, f"{what}: {_explain(exc)}") from exc
@@ -394,7 +378,7 @@ class DockerHost(_LeaseOps):
         if policy != "always":
             try:
                 self._call("inspect image", self.client.inspect_image, image)
-            except docker.errors.NotFound:
+            except NotFound:
                 present = False
         if policy == "never" and not present:
             raise HostError(self.name, f"image {image} is not on the host and pullPolicy is never")
@@ -402,8 +386,8 @@ class DockerHost(_LeaseOps):
             repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
             try:
                 self._call(f"pull {image}", self.client.pull, repo, tag=tag or "latest")
-            except docker.errors.NotFound as exc:
-                raise HostError(self.name, f"pull {image}: {_explain(exc)}") from exc
+            except NotFound as exc:  # no such image in the registry: not a container gone, so not NotFound
+                raise HostError(self.name, str(exc).removeprefix(f"{self.name}: ")) from exc
         self._images[image] = True
 
     # -- containers -----------------------------------------------------------------------------------
@@ -482,10 +466,8 @@ class DockerHost(_LeaseOps):
         name = request["name"]
         try:
             created = self._call(f"create container {name}", self.client.create_container, **request)
-        except HostError as exc:
-            if "Conflict" in str(exc) or "already in use" in str(exc):
-                return self._adopt_own(name, project, svc.spec_hash, svc.image)
-            raise
+        except Conflict:
+            return self._adopt_own(name, project, svc.spec_hash, svc.image)
         container_id: str = created["Id"]
         for net_name, aliases in rest:
             self._call(f"connect {name} to {net_name}", self.client.connect_container_to_network, container_id,
@@ -502,14 +484,14 @@ class DockerHost(_LeaseOps):
         request, rest = self.container_request(project, svc, container.slot, container.revision)
         try:
             info = self._call(f"inspect {container.name}", self.client.inspect_container, container.id)
-        except docker.errors.NotFound:
+        except NotFound:
             return ()
         image_id = str(info.get("Image", ""))
         if image_id not in image_env:
             try:
                 image = self._call(f"inspect image {image_id}", self.client.inspect_image, image_id)
                 image_env[image_id] = list((image.get("Config") or {}).get("Env") or [])
-            except docker.errors.NotFound:
+            except NotFound:
                 image_env[image_id] = []
         return differences(request, [n for n, _ in rest], info, image_env[image_id])
 
@@ -531,11 +513,11 @@ class DockerHost(_LeaseOps):
         self._call(f"start {ref}", self.client.start, ref)
 
     def stop(self, ref: str, *, timeout: float) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        with contextlib.suppress(NotFound):
             self._call(f"stop {ref}", self.client.stop, ref, timeout=int(round(timeout)))
 
     def remove(self, ref: str) -> None:
-        with contextlib.suppress(docker.errors.NotFound):
+        with contextlib.suppress(NotFound):
             self._call(f"remove {ref}", self.client.remove_container, ref, force=True, v=False)
 
     def inspect(self, ref: str) -> dict[str, Any]:
@@ -545,7 +527,7 @@ class DockerHost(_LeaseOps):
     def logs(self, ref: str, *, tail: int = 20) -> str:
         try:
             raw = self._call(f"logs {ref}", self.client.logs, ref, tail=tail, stdout=True, stderr=True)
-        except (HostError, docker.errors.NotFound):
+        except HostError:
             return ""
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
@@ -572,7 +554,7 @@ class DockerHost(_LeaseOps):
         name = object_name(project, vol.name)
         try:
             info = self._call(f"inspect volume {name}", self.client.inspect_volume, name)
-        except docker.errors.NotFound:
+        except NotFound:
             info = None
         if info is not None:
             if (info.get("Labels") or {}).get(LABEL_PROJECT) == project:
@@ -587,7 +569,7 @@ class DockerHost(_LeaseOps):
         name = object_name(project, vol_name)
         try:
             info = self._call(f"inspect volume {name}", self.client.inspect_volume, name)
-        except docker.errors.NotFound:
+        except NotFound:
             return
         if (info.get("Labels") or {}).get(LABEL_PROJECT) != project:
             raise NameConflict(self.name, f"volume {name} is not managed by project {project}; not removed")

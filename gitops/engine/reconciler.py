@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gitops.docker_host import HostError
-from gitops.executor import ApplyResult, Executor
+from gitops.core.model import DesiredState, ObservedContainer, ObservedState, SecretKey, ServiceSpec
+from gitops.core.plan import Plan
+from gitops.core.planner import PlanError, PlanOptions, plan
+from gitops.engine.executor import ApplyResult, Executor
+from gitops.engine.health import STOPPED_EXIT_CODES, Inspector
+from gitops.engine.lease import DEFAULT_TTL, Lease, new_holder
+from gitops.engine.observe import observe_with_store, open_hosts
+from gitops.errors import HostError
 from gitops.failpoints import failpoint
-from gitops.health import STOPPED_EXIT_CODES, Inspector
-from gitops.lease import DEFAULT_TTL, Lease, new_holder
-from gitops.loading import load_repo
 from gitops.log import get_logger
-from gitops.model import DesiredState, ObservedContainer, ObservedState, SecretKey, ServiceSpec
-from gitops.observe import observe_with_store, open_hosts
-from gitops.plan import Plan
-from gitops.planner import PlanError, PlanOptions, plan
+from gitops.manifests.load import load_repo
 from gitops.secret_key import installation_key
 from gitops.source import Checkout, SourceError, redact, revision_of
 from gitops.state import StateError, StateStore, bounded_details

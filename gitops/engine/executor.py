@@ -42,13 +42,12 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
-import docker.errors
-
-from gitops.docker_host import DockerHost, HostError, host_text
+from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
+from gitops.core.plan import Op, Plan, Step
+from gitops.engine.health import HealthFailure, wait_healthy
+from gitops.errors import HostError, NotFound
 from gitops.failpoints import failpoint
-from gitops.health import HealthFailure, wait_healthy
-from gitops.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
-from gitops.plan import Op, Plan, Step
+from gitops.hosts.docker import DockerHost, host_text
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
 EventHook = Callable[[str, str, str], None]  # (step id, status, message)
@@ -410,7 +409,7 @@ class Executor:
             return ref
         try:
             info = self._call(host.inspect, ref)
-        except docker.errors.NotFound:
+        except NotFound:
             return None
         labels = (info.get("Config") or {}).get("Labels") or {}
         wanted = {LABEL_MANAGED: "true", LABEL_PROJECT: self.project, LABEL_SERVICE: step.name}

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
-from gitops.docker_host import DockerHost, HostError
-from gitops.model import DesiredState, ObservedContainer, ObservedState, object_name
+from gitops.core.model import DesiredState, ObservedContainer, ObservedState, object_name
+from gitops.errors import HostError
+from gitops.hosts.docker import DockerHost
 from gitops.state import StateError, StateStore
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from gitops.model import (
+from gitops.core.model import (
     DesiredState,
     HostObservation,
     ObservedContainer,

@@ -21,13 +21,13 @@ import click
 from gitops import log  # light: structlog is imported when the first logger is made
 
 if TYPE_CHECKING:
-    from gitops.docker_host import DockerHost
-    from gitops.executor import ApplyResult
-    from gitops.loading import LoadOutcome
-    from gitops.manifests import ManifestError
-    from gitops.model import DesiredState, ObservedState, SecretKey
-    from gitops.plan import Plan
-    from gitops.reconciler import PassResult, Reconciler
+    from gitops.core.model import DesiredState, ObservedState, SecretKey
+    from gitops.core.plan import Plan
+    from gitops.engine.executor import ApplyResult
+    from gitops.engine.reconciler import PassResult, Reconciler
+    from gitops.hosts.docker import DockerHost
+    from gitops.manifests.load import LoadOutcome
+    from gitops.manifests.parse import ManifestError
     from gitops.source import Checkout, GitSource
     from gitops.state import StateStore
 
@@ -43,7 +43,7 @@ class CliError(click.ClickException):
     terminal escapes, nothing a CI runner would take for a workflow command."""
 
     def format_message(self) -> str:
-        from gitops.plan import terminal_line  # deferred with the rest: start-up time
+        from gitops.core.plan import terminal_line  # deferred with the rest: start-up time
 
         return terminal_line(self.message)
 
@@ -67,7 +67,7 @@ def shown(error: ManifestError, root: Path) -> str:
 
     One line, escaped: file names and messages come from the repository (terminal_line).
     """
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
 
     if str(root) in ("", ".") or error.file == ".":
         return terminal_line(str(error))
@@ -75,7 +75,7 @@ def shown(error: ManifestError, root: Path) -> str:
 
 
 def print_errors(outcome: LoadOutcome) -> None:
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
 
     for error in outcome.errors:
         click.echo(shown(error, outcome.root), err=True)
@@ -91,8 +91,8 @@ def validate(path: Path, fmt: str) -> None:
 
     Exit 0 when valid, 1 when not (one error per line on stderr as FILE:LINE:COL: message).
     """
-    from gitops.loading import load_repo
-    from gitops.plan import ci_safe_json
+    from gitops.core.plan import ci_safe_json
+    from gitops.manifests.load import load_repo
 
     outcome = load_repo(path)
     if fmt == "json":
@@ -110,7 +110,7 @@ def validate(path: Path, fmt: str) -> None:
 
 
 def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
-    from gitops.loading import load_repo
+    from gitops.manifests.load import load_repo
     from gitops.source import revision_of
 
     outcome = load_repo(path, revision=revision_of(path), key=key)
@@ -123,7 +123,7 @@ def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
 
 def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Path | None) -> ObservedState:
     """Observe the hosts; containers the state store does not know as declared are inspected once."""
-    from gitops.observe import observe_all, observe_with_store
+    from gitops.engine.observe import observe_all, observe_with_store
     from gitops.state import StateError, StateStore
 
     try:
@@ -150,8 +150,8 @@ def _trust(state_dir: Path | None, created: dict[str, str]) -> None:
 
 def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool,
                state_dir: Path | None) -> Plan:
-    from gitops.planner import PlanError, PlanOptions
-    from gitops.planner import plan as make_plan
+    from gitops.core.planner import PlanError, PlanOptions
+    from gitops.core.planner import plan as make_plan
 
     observed = _observe(desired, hosts, state_dir)
     try:
@@ -165,7 +165,7 @@ def _stdout_is_tty() -> bool:
 
 
 def _print_plan_text(plan: Plan, *, show_unchanged: bool = False) -> None:
-    from gitops.plan import render_text
+    from gitops.core.plan import render_text
 
     if _stdout_is_tty():
         from rich.console import Console
@@ -216,8 +216,8 @@ def _git_source(repo_url: str, ref: str, subdir: str, state_dir: Path | None, ti
 
 
 def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredState:
-    from gitops.loading import load_repo
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
+    from gitops.manifests.load import load_repo
 
     outcome = load_repo(checkout.path, revision=checkout.commit, key=key)
     if not outcome.ok:
@@ -251,12 +251,12 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
 
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
-    from gitops.observe import open_hosts
-    from gitops.observed import converged
-    from gitops.plan import render_markdown
-    from gitops.planner import PlanError, PlanOptions
-    from gitops.planner import plan as make_plan
-    from gitops.secret_key import ephemeral_key
+    from gitops.core.model import ephemeral_key
+    from gitops.core.observed import converged
+    from gitops.core.plan import render_markdown
+    from gitops.core.planner import PlanError, PlanOptions
+    from gitops.core.planner import plan as make_plan
+    from gitops.engine.observe import open_hosts
     from gitops.source import SourceError
 
     if repo_url and path:
@@ -317,9 +317,9 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
     """
-    from gitops import saved_plan
-    from gitops.observe import open_hosts
-    from gitops.planner import observed_fingerprint
+    from gitops.core import saved_plan
+    from gitops.core.planner import observed_fingerprint
+    from gitops.engine.observe import open_hosts
 
     desired = _load_or_exit(path, key=_key(state_dir))
     with open_hosts(desired) as hosts:
@@ -338,9 +338,9 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
             if not click.confirm("Apply these changes?", default=False):
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
-        from gitops.executor import Executor
-        from gitops.lease import Lease
-        from gitops.progress import print_outcome, run_with_progress
+        from gitops.cli.progress import print_outcome, run_with_progress
+        from gitops.engine.executor import Executor
+        from gitops.engine.lease import Lease
 
         lease = Lease([hosts[h] for h in sorted(hosts) if h not in dict(plan.unreachable)], desired.project.name)
         held = lease.acquire()
@@ -365,7 +365,7 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, result: ApplyResult,
                   started: float) -> None:
     """Put a manual apply in the history like a pass; a store that cannot be written only warns."""
-    from gitops.reconciler import failure_details
+    from gitops.engine.reconciler import failure_details
     from gitops.state import StateError, StateStore
 
     try:
@@ -383,7 +383,7 @@ def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, res
 
 def _read_snapshot(path: Path) -> ObservedState:
     """The observed state in a saved status; any problem is one line naming the file and what is wrong."""
-    from gitops.observed import MAX_SNAPSHOT_BYTES, SnapshotError, snapshot_from_json
+    from gitops.core.observed import MAX_SNAPSHOT_BYTES, SnapshotError, snapshot_from_json
 
     def refused(reason: str) -> CliError:
         return CliError(f"{path}: not a status snapshot (gitops status --format json): {reason}")
@@ -405,23 +405,16 @@ def _read_snapshot(path: Path) -> ObservedState:
 
 def _local_ref_checkout(path: Path, ref: str, state_dir: Path | None) -> Checkout:
     """--base for a local checkout: the same folder at another ref of its own git repository."""
-    import git
-
-    from gitops.source import GitSource
+    from gitops.source import SourceError, checkout_at
 
     try:
-        repo = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-        raise CliError(f"--base needs PATH to be inside a git repository ({path})") from exc
-    top = Path(repo.working_tree_dir or ".").resolve()
-    subdir = str(Path(path).resolve().relative_to(top))
-    source = GitSource(str(top), ref, subdir="" if subdir == "." else subdir,
-                       cache_dir=_state_dir(state_dir) / "git")
-    return source.fetch()
+        return checkout_at(path, ref, cache_dir=_state_dir(state_dir) / "git")
+    except SourceError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _read_saved_plan(path: Path) -> Plan:
-    from gitops import saved_plan
+    from gitops.core import saved_plan
 
     try:
         return saved_plan.parse(path.read_text())
@@ -432,7 +425,7 @@ def _read_saved_plan(path: Path) -> Plan:
 def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
                 *, local: Path | None = None, allow_empty: bool = False, concurrency: int = 8,
                 hooks: Any = None, lease_ttl: str = "5m") -> Reconciler:
-    from gitops.reconciler import LocalSource, Reconciler
+    from gitops.engine.reconciler import LocalSource, Reconciler
     from gitops.state import StateError, StateStore
 
     if local is not None:
@@ -450,7 +443,7 @@ def _reconciler(repo_url: str | None, ref: str, subdir: str, state_dir: Path | N
 
 
 def _duration(text: str, option: str) -> float:
-    from gitops.units import parse_duration
+    from gitops.core.quantities import parse_duration
 
     try:
         return parse_duration(text)
@@ -463,7 +456,7 @@ lease_option = click.option("--lease-ttl", default="5m", show_default=True,
 
 
 def _print_pass(result: PassResult) -> None:
-    from gitops.plan import short_revision, terminal_line
+    from gitops.core.plan import short_revision, terminal_line
 
     rev = short_revision(result.revision) or "-"
     click.echo(terminal_line(f"{result.outcome}: {result.message} (revision {rev}, {result.duration:.1f}s)"),
@@ -485,8 +478,8 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
     Exit 0 when the hosts converged (or already matched), 1 otherwise (invalid manifests, a failed or
     rolled-back rollout, the source unavailable, a revision that failed before and is not retried yet).
     """
-    from gitops.plan import render_text
-    from gitops.progress import print_outcome
+    from gitops.cli.progress import print_outcome
+    from gitops.core.plan import render_text
 
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, allow_empty=allow_empty,
                              concurrency=concurrency, lease_ttl=lease_ttl)
@@ -528,10 +521,10 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
 
     Stops cleanly on SIGTERM/SIGINT after the pass in hand.
     """
-    from gitops.daemon import Daemon, serve
-    from gitops.metrics import Metrics
-    from gitops.server import ServerLimits
-    from gitops.units import parse_duration
+    from gitops.core.quantities import parse_duration
+    from gitops.daemon.loop import Daemon, serve
+    from gitops.daemon.metrics import Metrics
+    from gitops.daemon.server import ServerLimits
 
     status_token = _status_token(status_token_file)
     limits = ServerLimits(max_connections=max_connections,
@@ -594,14 +587,14 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
     `gitops plan --observed FILE`. When HEAD is invalid, its errors go to stderr, the document shows
     the newest recorded revision that loads (what the hosts keep running), and the exit code is 1.
     """
-    from gitops.loading import load_repo
-    from gitops.model import ServiceSpec
-    from gitops.observe import open_hosts
-    from gitops.plan import ci_safe_json, terminal_line
-    from gitops.reconciler import service_at, with_pins
+    from gitops.core.model import ServiceSpec
+    from gitops.core.plan import ci_safe_json, terminal_line
+    from gitops.daemon.status import status_document
+    from gitops.engine.observe import open_hosts
+    from gitops.engine.reconciler import service_at, with_pins
+    from gitops.manifests.load import load_repo
     from gitops.source import SourceError, revision_of
     from gitops.state import StateStore
-    from gitops.status import status_document
 
     state = StateStore(_state_dir(state_dir))
     key = _key(state_dir)
@@ -648,7 +641,7 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
 def _last_loadable(state: StateStore, head: str, fetch_commit: Any, key: SecretKey) -> DesiredState | None:
     """The newest recorded revision other than ``head`` that loads: what the hosts keep running while HEAD
     is invalid, and what the daemon's status shows then."""
-    from gitops.loading import load_repo
+    from gitops.manifests.load import load_repo
     from gitops.source import SourceError
 
     tried = 0
@@ -670,7 +663,7 @@ def _last_loadable(state: StateStore, head: str, fetch_commit: Any, key: SecretK
 
 def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) -> None:
     """The status document as text; every value from a repository or a host is escaped (terminal_line)."""
-    from gitops.plan import short_revision, terminal_line
+    from gitops.core.plan import short_revision, terminal_line
 
     def out(text: str) -> None:
         click.echo(terminal_line(text))
@@ -706,7 +699,7 @@ def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) ->
 
 def _print_evidence(reason: str, health_output: str, logs: str, *, indent: str) -> None:
     """Why a service failed, as `gitops apply` prints it: one escaped line each."""
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
 
     if reason:
         click.echo(terminal_line(f"{indent}reason: {reason}"))
@@ -731,7 +724,7 @@ def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -
     """
     import datetime as dt
 
-    from gitops.plan import ci_safe_json, short_revision, terminal_line
+    from gitops.core.plan import ci_safe_json, short_revision, terminal_line
     from gitops.state import StateStore
 
     records = StateStore(_state_dir(state_dir)).passes(limit=limit, service=service)
@@ -768,7 +761,7 @@ def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_di
     skipped, and named. The pin holds while the tracked ref still has the spec the service had when it
     was pinned: the daemon does not undo the rollback. The first commit that changes SERVICE releases it.
     """
-    from gitops.plan import terminal_line
+    from gitops.core.plan import terminal_line
     from gitops.source import SourceError
 
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout)

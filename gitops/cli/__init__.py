@@ -1,0 +1,1 @@
+"""The ``gitops`` command line (``commands``) and what a person sees while an apply runs (``progress``)."""
