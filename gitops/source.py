@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from gitops.core.ports import Checkout
 from gitops.state import make_private, private_dir
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
@@ -157,13 +158,6 @@ def check_subdir(path: str) -> str:
     if os.path.isabs(path) or norm == ".." or norm.startswith("../") or "\x00" in path:
         raise SourceError(f"--path {path!r} must be a folder inside the repository", temporary=False)
     return "" if norm == "." else norm
-
-
-@dataclass(frozen=True)
-class Checkout:
-    commit: str
-    root: Path  # the folder written for this commit: the --path folder of its tree
-    path: Path  # where the manifests are (the same folder)
 
 
 # Command-line config (GIT_CONFIG_COUNT): it outranks the cache's own config, and git reads no other.

@@ -9,6 +9,7 @@ from typing import Any
 
 from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
 from gitops.core.observed import converged
+from gitops.core.ports import Created
 from gitops.errors import NotFound
 
 
@@ -19,7 +20,6 @@ class FakeHost:
 
     def __init__(self) -> None:
         self.containers: dict[str, dict[str, Any]] = {}
-        self.adopted: set[str] = set()
         self.calls: list[tuple[str, str]] = []
         self.fail_create: Exception | None = None
         self.fail_create_slots: set[int] | None = None  # None: every slot fails while fail_create is set
@@ -42,13 +42,13 @@ class FakeHost:
         return None
 
     def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
-                         networks: dict[str, str] | None = None) -> str:
+                         networks: dict[str, str] | None = None) -> Created:
         if self.fail_create is not None and (self.fail_create_slots is None or slot in self.fail_create_slots):
             raise self.fail_create
         cid = f"new-{svc.name}-{slot}"
         self.add(cid, {LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_SERVICE: svc.name}, "created")
         self._call("create", cid)
-        return cid
+        return Created(cid)
 
     def _call(self, what: str, ref: str) -> None:
         with self.lock:

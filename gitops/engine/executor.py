@@ -570,12 +570,12 @@ class Executor:
                     current = op.container
                 if op.kind == "create":
                     self.on_own_action([op.container], "start")
-                    record.refs[op.container] = self._call(host.create_container, self.project, svc,
-                                                           int(op.args["slot"]), self.desired.revision,
-                                                           self._network_hashes)
-                    if record.refs[op.container] not in host.adopted:
+                    made = self._call(host.create_container, self.project, svc, int(op.args["slot"]),
+                                      self.desired.revision, self._network_hashes)
+                    record.refs[op.container] = made.id
+                    if not made.adopted:  # an adopted one may be a copy made by hand: never trusted unseen
                         with self._lock:
-                            self.created[record.refs[op.container]] = step.host
+                            self.created[made.id] = step.host
                     current = op.container
                     failpoint("after_create")
                 elif op.kind == "start":

@@ -14,7 +14,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -48,6 +47,7 @@ from gitops.core.model import (
     network_hashes_label,
     object_name,
 )
+from gitops.core.ports import Created, LeaseState
 from gitops.errors import Conflict, HostError, HostUnreachable, NameConflict, NotFound
 from gitops.failpoints import failpoint
 from gitops.hosts.settings_drift import differences
@@ -110,13 +110,6 @@ def _reason(exc: Exception) -> str:
 
 LEASE_IMAGE = "gitops/lease:1"
 LABEL_LEASE_HOLDER = "io.gitops.lease-holder"
-
-
-@dataclass(frozen=True)
-class LeaseState:
-    acquired: bool
-    holder: str
-    expires_at: float
 
 
 def lease_name(project: str) -> str:
@@ -217,9 +210,6 @@ class DockerHost(_LeaseOps):
         self._lock = threading.Lock()
         self._images: dict[str, bool] = {}
         self._image_locks: dict[str, threading.Lock] = {}
-        # IDs create_container returned for a container that already existed under the name (adopted,
-        # not made now): it may be a copy made by hand, so it is not trusted without an inspect.
-        self.adopted: set[str] = set()
 
     # -- connection -----------------------------------------------------------------------------------
     @property
@@ -460,7 +450,7 @@ class DockerHost(_LeaseOps):
         return request, [(object_name(project, n.name), list(n.aliases)) for n in rest]
 
     def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
-                         networks: dict[str, str] | None = None) -> str:
+                         networks: dict[str, str] | None = None) -> Created:
         """Create one instance; ``networks`` (name -> spec hash of the Network manifests) is recorded in a label."""
         request, rest = self.container_request(project, svc, slot, revision, networks)
         name = request["name"]
@@ -472,7 +462,7 @@ class DockerHost(_LeaseOps):
         for net_name, aliases in rest:
             self._call(f"connect {name} to {net_name}", self.client.connect_container_to_network, container_id,
                        net_name, aliases=aliases or None)
-        return container_id
+        return Created(container_id)
 
     def settings_drift(self, project: str, svc: ServiceSpec, container: ObservedContainer,
                        image_env: dict[str, list[str]]) -> tuple[str, ...]:
@@ -495,7 +485,7 @@ class DockerHost(_LeaseOps):
                 image_env[image_id] = []
         return differences(request, [n for n, _ in rest], info, image_env[image_id])
 
-    def _adopt_own(self, name: str, project: str, spec_hash: str, image: str) -> str:
+    def _adopt_own(self, name: str, project: str, spec_hash: str, image: str) -> Created:
         """A container with our deterministic name exists: ours from an interrupted pass, or someone else's."""
         info = self._call(f"inspect {name}", self.client.inspect_container, name)
         labels = (info.get("Config") or {}).get("Labels") or {}
@@ -504,8 +494,7 @@ class DockerHost(_LeaseOps):
                 raise HostError(self.name, f"container {name} carries this spec's labels but runs "
                                 f"{host_text(str(info['Config']['Image']))}, not {image}; the next pass replaces it",
                                 temporary=True)
-            self.adopted.add(str(info["Id"]))
-            return str(info["Id"])
+            return Created(str(info["Id"]), adopted=True)
         raise NameConflict(self.name, f"a container named {name} exists and is not managed by project {project}; "
                            "gitops never adopts or replaces it: rename or remove it by hand")
 
