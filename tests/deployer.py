@@ -9,7 +9,8 @@ from pathlib import Path
 from gitops.core.model import DesiredState, ephemeral_key
 from gitops.core.plan import Plan
 from gitops.core.planner import PlanOptions, plan
-from gitops.engine.executor import ApplyResult, Executor
+from gitops.engine.apply import ApplyStatus, apply_plan
+from gitops.engine.executor import ApplyResult
 from gitops.engine.observe import observe_all, open_hosts
 from gitops.manifests.load import load_repo
 
@@ -46,9 +47,15 @@ class Deployer:
         return Pass(desired, plan(desired, observed, options=PlanOptions(allow_empty=allow_empty)), None)
 
     def __call__(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
+        """Load, plan and apply through the one apply path (gitops.engine.apply), as the loop does. No store:
+        nothing is trusted, so every container is inspected and a false "changed by hand" would show."""
         desired = self.load(files, prune=prune)
+        options = PlanOptions(allow_empty=allow_empty)
         with open_hosts(desired) as hosts:
-            observed = observe_all(desired, hosts)
-            the_plan = plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
-            result = Executor(desired, hosts).apply(the_plan)
-        return Pass(desired, the_plan, result)
+            the_plan = plan(desired, observe_all(desired, hosts), options=options)
+            if not the_plan.has_changes:
+                return Pass(desired, the_plan, ApplyResult())
+            done = apply_plan(desired, hosts, the_plan, approved=False,
+                              replan=lambda now: plan(desired, now, options=options))
+        assert done.status in (ApplyStatus.APPLIED, ApplyStatus.ALREADY_APPLIED), done.message
+        return Pass(desired, done.plan, done.result or ApplyResult())

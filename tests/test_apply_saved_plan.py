@@ -146,8 +146,16 @@ def test_hostile_saved_plans_are_refused_and_change_nothing(write, decoys, docke
 def test_a_saved_plan_that_is_not_a_plan_is_refused(write, tmp_path) -> None:
     root = write({"web.yaml": service("web", FAST)})
     path = tmp_path / "plan.json"
+    step = ('{"format": 1, "project": "p", "revision": "", "steps": [{"id": "s", "host": "h", "kind": "service", '
+            '"name": "web", "action": "update", "reason": "", "ops": [%s]}]}')
     for text, why in [("[]", "expected a JSON object"), ('{"format": 1}', "'steps' is missing"),
-                      ("[" * 100_000, "nested too deeply")]:
+                      ("[" * 100_000, "nested too deeply"),
+                      (step % '{"kind": "start", "container": "c", "args": {"cmd": "rm -rf /"}}',
+                       "start op: unexpected args cmd"),
+                      (step % '{"kind": "create", "container": "c", "args": {"slot": 1}}',
+                       "create op: CreateArgs.__init__() missing 2 required positional arguments: 'service' and "
+                       "'spec_hash'"),
+                      (step % '{"kind": "exec", "container": "c", "args": {}}', "unknown op kind 'exec'")]:
         path.write_text(text)
         refused = run_gitops("apply", str(root), "--plan", str(path), "--yes", tmp=tmp_path)
         assert (refused.returncode, refused.stderr.strip()) == (1, f"Error: {path}: not a gitops plan file: {why}")

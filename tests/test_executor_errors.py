@@ -10,7 +10,7 @@ import pytest
 
 from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ephemeral_key
 from gitops.core.observed import converged
-from gitops.core.plan import Op, Plan, Step
+from gitops.core.plan import ContainerRef, Op, Plan, RemoveArgs, Step
 from gitops.core.planner import plan
 from gitops.engine.executor import Executor
 from gitops.errors import HostError
@@ -83,7 +83,7 @@ def test_the_executor_never_stops_or_removes_a_container_that_is_not_its_own(des
     desired = desired_of("")
     host = host_with(desired)
     host.add("decoy", labels)
-    the_plan = _hostile(desired.project.name, Op("stop", "decoy", {"id": "decoy"}), Op("remove", "decoy", {"id": "decoy"}))
+    the_plan = _hostile(desired.project.name, Op("stop", "decoy", ContainerRef("decoy")), Op("remove", "decoy", RemoveArgs("decoy")))
     result = Executor(desired, {"local": host}).apply(the_plan)  # type: ignore[dict-item]
     assert result.steps["service/web/0@local/remove/x"].message == (
         "local: refusing to stop container decoy: it is not a container of service web of project test "
@@ -98,7 +98,7 @@ def test_the_executor_never_starts_or_removes_a_decoy_named_by_an_update(desired
     host = host_with(desired)
     host.add("decoy", {}, state="exited")
     step = Step("service/web/0@local", "local", "service", "web", "update", "hostile", slot=0,
-                ops=(Op("adopt", "decoy", {"id": "decoy"}, undo="remove"), Op("start", "decoy", {"id": "decoy"})))
+                ops=(Op("adopt", "decoy", ContainerRef("decoy"), undo="remove"), Op("start", "decoy", ContainerRef("decoy"))))
     result = Executor(desired, {"local": host}).apply(dataclasses.replace(_hostile("test"), steps=(step,)))  # type: ignore[dict-item]
     assert result.services["web"].message.startswith(
         "web[0] on local: local: refusing to start container decoy: it is not a container of service web")
@@ -114,7 +114,7 @@ def test_the_executor_still_removes_its_own_containers(desired_of) -> None:
     host = host_with(desired)
     own = next(iter(host.containers))
     result = Executor(desired, {"local": host}).apply(  # type: ignore[dict-item]
-        _hostile("test", Op("stop", "web", {"id": own}), Op("remove", "web", {"id": own})))
+        _hostile("test", Op("stop", "web", ContainerRef(own)), Op("remove", "web", RemoveArgs(own))))
     assert result.ok and host.calls == [("stop", own), ("remove", own)]
 
 

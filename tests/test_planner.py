@@ -6,6 +6,7 @@ Every scenario also checks the second pass: after the plan is carried out, the n
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -17,7 +18,7 @@ from gitops.core.model import (
     container_name,
     ephemeral_key,
 )
-from gitops.core.plan import Plan
+from gitops.core.plan import Finding, Plan, RemoveArgs
 from gitops.core.planner import PlanError, PlanOptions, plan
 from gitops.manifests.load import load_repo
 from gitops.testing import converged, empty, unreachable, with_containers
@@ -95,7 +96,7 @@ def test_image_change_is_a_start_first_update_with_field_changes(desired_of) -> 
     new = container_name("test", "web", 1, after.service("web").spec_hash)
     assert [(o.kind, o.container) for o in step.ops] == [
         ("pull", "local/web:2"), ("create", new), ("start", new), ("wait_healthy", new), ("stop", old), ("remove", old)]
-    assert step.ops[-1].args["after"] == "service"  # the old container goes only once the service is healthy
+    assert step.ops[-1].args == RemoveArgs(step.ops[-1].args.id, after="service")  # the old container goes only once the service is healthy
     assert_second_pass_empty(after)
 
 
@@ -286,6 +287,34 @@ def test_crash_looping_containers_are_held_back(desired_of) -> None:
     assert not p.has_changes
     assert p.steps[0].reason == "crash-looping: started again 2 times; next try in 9s"
     assert p.warnings == ("web[0] on local keeps crashing: started again 2 times; next try in 9s",)
+
+
+def test_each_kind_of_drift_is_a_finding_on_its_step_not_only_text(desired_of) -> None:
+    """Code reads Step.finding (the reconciler counts repairs and crash loops by it); the reason is for people."""
+    desired = desired_of({"s.yaml": service("web")})
+    no_heal = desired_of({"s.yaml": service("web", "selfHeal: false")})
+    exited = lambda c: dataclasses.replace(c, state="exited")  # noqa: E731
+    copied = lambda c: dataclasses.replace(c, hand_changes=("env.DEBUG",))  # noqa: E731
+    dead = converged(desired, tweak=exited)
+    hold = PlanOptions(hold=((dead.hosts[0].containers[0].name, "started again 2 times; next try in 9s"),))
+    cases = {
+        "stopped": plan(desired, dead),
+        "crash-looping": plan(desired, dead, options=hold),
+        "replaced-by-hand": plan(desired, converged(desired, tweak=copied)),
+        "self-heal-off (stopped)": plan(no_heal, converged(no_heal, tweak=exited)),
+        "self-heal-off (copied)": plan(no_heal, converged(no_heal, tweak=copied)),
+        "a rollout": plan(desired_of({"s.yaml": service("web", image="local/web:2")}), converged(desired)),
+        "up to date": plan(desired, converged(desired)),
+    }
+    found = {name: [s.finding for s in p.steps] for name, p in cases.items()}
+    assert found == {
+        "stopped": [Finding.STOPPED], "crash-looping": [Finding.CRASH_LOOPING],
+        "replaced-by-hand": [Finding.REPLACED_BY_HAND], "self-heal-off (stopped)": [Finding.SELF_HEAL_OFF],
+        "self-heal-off (copied)": [Finding.SELF_HEAL_OFF], "a rollout": [None], "up to date": [None],
+    }
+    data = json.loads(cases["stopped"].to_json())
+    assert data["steps"][0]["finding"] == "stopped"
+    assert Plan.from_dict(data).steps[0].finding is Finding.STOPPED
 
 
 def test_a_changed_network_manifest_is_reported_not_recreated(desired_of) -> None:

@@ -7,12 +7,10 @@ hosts pay for docker-py. Type hints need no import at run time (``TYPE_CHECKING`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +19,13 @@ import click
 from gitops import log  # light: structlog is imported when the first logger is made
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from gitops.core.model import DesiredState, ObservedState, SecretKey
     from gitops.core.plan import Plan
-    from gitops.engine.executor import ApplyResult
+    from gitops.core.ports import Host
+    from gitops.engine.apply import ApplyOutcome
     from gitops.engine.reconciler import PassResult, Reconciler
-    from gitops.hosts.docker import DockerHost
     from gitops.manifests.load import LoadOutcome
     from gitops.manifests.parse import ManifestError
     from gitops.source import Checkout, GitSource
@@ -121,7 +121,7 @@ def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
     return outcome.desired
 
 
-def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Path | None) -> ObservedState:
+def _observe(desired: DesiredState, hosts: Mapping[str, Host], state_dir: Path | None) -> ObservedState:
     """Observe the hosts; containers the state store does not know as declared are inspected once."""
     from gitops.engine.observe import observe_all, observe_with_store
     from gitops.state import StateError, StateStore
@@ -136,19 +136,7 @@ def _observe(desired: DesiredState, hosts: dict[str, DockerHost], state_dir: Pat
         store.close()
 
 
-def _trust(state_dir: Path | None, created: dict[str, str]) -> None:
-    """Remember the containers an apply created, so the next look needs no inspect (only a cache)."""
-    from gitops.state import StateError, StateStore
-
-    with contextlib.suppress(StateError):
-        store = StateStore(_state_dir(state_dir))
-        try:
-            store.trust_containers(created)
-        finally:
-            store.close()
-
-
-def _make_plan(desired: DesiredState, hosts: dict[str, DockerHost], allow_empty: bool,
+def _make_plan(desired: DesiredState, hosts: Mapping[str, Host], allow_empty: bool,
                state_dir: Path | None) -> Plan:
     from gitops.core.planner import PlanError, PlanOptions
     from gitops.core.planner import plan as make_plan
@@ -318,7 +306,6 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
     Shows the plan and asks first unless --yes. Exit 0 when every step succeeded, 1 otherwise.
     """
     from gitops.core import saved_plan
-    from gitops.core.planner import observed_fingerprint
     from gitops.engine.observe import open_hosts
 
     desired = _load_or_exit(path, key=_key(state_dir))
@@ -339,44 +326,71 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
                 click.echo("Nothing changed.")
                 sys.exit(EXIT_INVALID)
         from gitops.cli.progress import print_outcome, run_with_progress
-        from gitops.engine.executor import Executor
-        from gitops.engine.lease import Lease
+        from gitops.engine.apply import ApplyHooks, ApplyStatus, apply_plan
+        from gitops.errors import HostError
 
-        lease = Lease([hosts[h] for h in sorted(hosts) if h not in dict(plan.unreachable)], desired.project.name)
-        held = lease.acquire()
-        if not held.acquired:
-            raise CliError(f"another reconciler ({held.holder}) is applying to these hosts; try again "
-                                       "when it is done")
+        records = _open_store(state_dir)
         try:
-            if observed_fingerprint(_observe(desired, hosts, state_dir)) != plan.observed_fingerprint:
-                raise CliError("the containers on the hosts changed while the plan was shown; "
-                                           "nothing was applied: run gitops apply again")
-            started = time.time()
-            executor = Executor(desired, hosts, concurrency=concurrency)
-            result = run_with_progress(executor, plan)
+            pass_id = _begin_record(records)
+            try:
+                done = apply_plan(desired, hosts, plan, approved=True, records=records,
+                                  replan=lambda now: plan, concurrency=concurrency,
+                                  hooks=ApplyHooks(run=run_with_progress))
+            except HostError as exc:
+                raise CliError(f"cannot take the apply lease: {exc}") from exc
+            if done.status is ApplyStatus.LEASE_BUSY:
+                raise CliError(f"another reconciler ({done.holder}) is applying to these hosts; try again "
+                               "when it is done")
+            if done.status is not ApplyStatus.APPLIED:
+                raise CliError("the containers on the hosts changed while the plan was shown; nothing was applied: "
+                               "run gitops apply again")
+            assert done.result is not None
+            result = done.result
+            print_outcome(result)
+            _record_apply(records, pass_id, desired, done)
         finally:
-            lease.release()
-        _trust(state_dir, executor.created)  # what this apply made needs no inspect next time
-    print_outcome(result)
-    _record_apply(state_dir, desired, plan, result, started)
+            if records is not None:
+                records.close()
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 
 
-def _record_apply(state_dir: Path | None, desired: DesiredState, plan: Plan, result: ApplyResult,
-                  started: float) -> None:
-    """Put a manual apply in the history like a pass; a store that cannot be written only warns."""
-    from gitops.engine.reconciler import failure_details
+def _open_store(state_dir: Path | None) -> StateStore | None:
+    """The state store, or None (with a warning) when it cannot be opened: an apply is still possible,
+    only not recorded, and containers are inspected instead of trusted from the store."""
     from gitops.state import StateError, StateStore
 
     try:
-        store = StateStore(_state_dir(state_dir))
-        pass_id = store.begin_pass("apply", now=started)
-        services = result.service_statuses()
-        store.finish_pass(pass_id, revision=desired.revision, outcome="converged" if result.ok else "failed",
-                          summary=plan.summary(), services=services, error="; ".join(result.problems()),
-                          details=failure_details(result))
-        store.record_good({s.name: s.spec_hash for s in desired.services
-                           if services.get(s.name, "converged") == "converged"}, desired.revision)
+        return StateStore(_state_dir(state_dir))
+    except StateError as exc:
+        click.echo(f"warning: the apply will not be recorded: {exc}", err=True)
+        return None
+
+
+def _begin_record(records: StateStore | None) -> int | None:
+    from gitops.state import StateError
+
+    if records is None:
+        return None
+    try:
+        return records.begin_pass("apply")
+    except StateError as exc:
+        click.echo(f"warning: the apply will not be recorded: {exc}", err=True)
+        return None
+
+
+def _record_apply(records: StateStore | None, pass_id: int | None, desired: DesiredState,
+                  done: ApplyOutcome) -> None:
+    """Put a manual apply in the history like a pass; a store that cannot be written only warns."""
+    from gitops.engine.apply import record_pass
+    from gitops.state import StateError
+
+    for problem in done.unrecorded:
+        click.echo(f"warning: {problem}", err=True)
+    if records is None or pass_id is None or done.result is None:
+        return
+    try:
+        record_pass(records, pass_id, revision=desired.revision, outcome="converged" if done.result.ok else "failed",
+                    message=done.message, plan=done.plan, applied=done.result)
     except StateError as exc:
         click.echo(f"warning: the apply was not recorded: {exc}", err=True)
 

@@ -7,10 +7,11 @@ Pure: no docker, git, network or clock.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from gitops.core.model import PolicyException
@@ -24,14 +25,90 @@ OpKind = Literal[
 PLAN_FORMAT = 1
 
 
+# -- what each kind of op needs: in JSON, an op's "args" object (fields at their default are left out) --
+@dataclass(frozen=True)
+class PullArgs:
+    policy: str  # the service's pullPolicy
+
+
+@dataclass(frozen=True)
+class CreateArgs:
+    service: str
+    slot: int
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class ContainerRef:
+    """adopt, start, stop, wait_healthy: the container's id when it was observed (else its name is used)."""
+
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class RemoveArgs:
+    id: str = ""
+    after: Literal["", "service"] = ""  # "service": only once the whole service is healthy
+
+
+@dataclass(frozen=True)
+class NetworkArgs:
+    name: str
+    spec_hash: str
+
+
+@dataclass(frozen=True)
+class VolumeArgs:
+    name: str
+
+
+OpArgs = PullArgs | CreateArgs | ContainerRef | RemoveArgs | NetworkArgs | VolumeArgs
+ARGS_OF: dict[str, type[OpArgs]] = {
+    "pull": PullArgs, "create": CreateArgs, "adopt": ContainerRef, "start": ContainerRef, "stop": ContainerRef,
+    "wait_healthy": ContainerRef, "remove": RemoveArgs, "network_create": NetworkArgs, "volume_create": VolumeArgs,
+    "volume_remove": VolumeArgs,
+}
+
+
 @dataclass(frozen=True)
 class Op:
     """One Docker-level action. ``container`` is a container, network or volume name on ``host``."""
 
     kind: OpKind
     container: str
-    args: dict[str, Any] = field(default_factory=dict)
+    args: OpArgs = field(default_factory=ContainerRef)
     undo: OpKind | None = None  # what reverts it, when something can
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.args, ARGS_OF[self.kind]):
+            raise TypeError(f"a {self.kind} op takes {ARGS_OF[self.kind].__name__}, not {type(self.args).__name__}")
+
+    @property
+    def ref(self) -> str:
+        """The container this op acts on: its id when the plan knows it, else its name."""
+        known = self.args.id if isinstance(self.args, (ContainerRef, RemoveArgs)) else ""
+        return known or self.container
+
+
+def args_to_dict(args: OpArgs) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(args)
+            if f.default is MISSING or getattr(args, f.name) != f.default}
+
+
+def args_from_dict(kind: str, data: Any) -> OpArgs:
+    """An op's args as a saved plan writes them; ValueError for anything else (the file is input)."""
+    cls = ARGS_OF.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown op kind {kind!r}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind} op: args must be an object")
+    known = {f.name for f in fields(cls)}
+    if set(data) - known:
+        raise ValueError(f"{kind} op: unexpected args {', '.join(sorted(map(str, set(data) - known)))}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ValueError(f"{kind} op: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -57,6 +134,16 @@ def _show(value: Any) -> str:
     return escape_text(json.dumps(value, sort_keys=True, ensure_ascii=False))
 
 
+class Finding(enum.Enum):
+    """What the planner found a container doing that the manifests did not ask for (drift). The reason
+    text says it to people; code reads this."""
+
+    STOPPED = "stopped"  # the declared container is not running: started again (a repair, not a rollout)
+    CRASH_LOOPING = "crash-looping"  # it died again after gitops started it: held back until its backoff ends
+    REPLACED_BY_HAND = "replaced-by-hand"  # same labels, other settings (a copy made by hand): replaced
+    SELF_HEAL_OFF = "self-heal-off"  # stopped or replaced by hand, but selfHeal is off: only reported
+
+
 @dataclass(frozen=True)
 class Step:
     id: str
@@ -64,11 +151,12 @@ class Step:
     kind: Literal["service", "network", "volume"]
     name: str  # service, network or volume name
     action: Action
-    reason: str
+    reason: str  # for people; code reads ``finding``
     slot: int | None = None
     changes: tuple[FieldChange, ...] = ()
     depends_on: tuple[str, ...] = ()
     ops: tuple[Op, ...] = ()
+    finding: Finding | None = None
 
     @property
     def label(self) -> str:
@@ -135,8 +223,9 @@ class Plan:
                 changes=tuple(FieldChange(c["path"], c.get("old"), c.get("new"), c.get("secret", False))
                               for c in s.get("changes", [])),
                 depends_on=tuple(s.get("depends_on", [])),
-                ops=tuple(Op(o["kind"], o["container"], dict(o.get("args", {})), o.get("undo"))
+                ops=tuple(Op(o["kind"], o["container"], args_from_dict(o["kind"], o.get("args", {})), o.get("undo"))
                           for o in s.get("ops", [])),
+                finding=Finding(s["finding"]) if s.get("finding") else None,
             ))
         return cls(data["project"], data["revision"], tuple(steps), data.get("desired_fingerprint", ""),
                    data.get("observed_fingerprint", ""), tuple(data.get("warnings", [])),
@@ -154,7 +243,8 @@ def _step_dict(step: Step) -> dict[str, Any]:
     out["changes"] = [{k: v for k, v in asdict(c).items() if not (c.secret and k in ("old", "new"))}
                       for c in step.changes]
     out["depends_on"] = list(step.depends_on)
-    out["ops"] = [asdict(o) for o in step.ops]
+    out["ops"] = [{**asdict(o), "args": args_to_dict(o.args)} for o in step.ops]
+    out["finding"] = step.finding.value if step.finding else None
     return out
 
 

@@ -28,7 +28,19 @@ from gitops.core.model import (
     legacy_secret_digest,
     object_name,
 )
-from gitops.core.plan import FieldChange, Op, Plan, Step
+from gitops.core.plan import (
+    ContainerRef,
+    CreateArgs,
+    FieldChange,
+    Finding,
+    NetworkArgs,
+    Op,
+    Plan,
+    PullArgs,
+    RemoveArgs,
+    Step,
+    VolumeArgs,
+)
 
 
 class PlanError(Exception):
@@ -273,9 +285,9 @@ class _Planner:
                     self.steps.append(Step(step_id, host, kind, name, "noop", "exists"))  # type: ignore[arg-type]
                     continue
                 if kind == "network":
-                    op = Op("network_create", docker_name, {"name": name, "spec_hash": networks[name].spec_hash})
+                    op = Op("network_create", docker_name, NetworkArgs(name, networks[name].spec_hash))
                 else:
-                    op = Op("volume_create", docker_name, {"name": name})
+                    op = Op("volume_create", docker_name, VolumeArgs(name))
                 self.steps.append(Step(step_id, host, kind, name, "create", f"{kind} is not on the host",  # type: ignore[arg-type]
                                        ops=(op,)))
                 self.infra_steps[(kind, name, host)] = step_id
@@ -295,7 +307,7 @@ class _Planner:
     def service(self, svc: ServiceSpec) -> None:
         wanted = self.desired.instances(svc)
         wanted_keys = {(i.host, i.slot) for i in wanted}
-        pull = Op("pull", svc.image, {"policy": svc.pull_policy})
+        pull = Op("pull", svc.image, PullArgs(svc.pull_policy))
         # Services are planned in dependency order (see plan()), so dependency steps are known here.
         dep_steps = self._dependency_steps(svc)
         created: list[str] = []
@@ -324,9 +336,9 @@ class _Planner:
         return svc.hosts[slot % len(svc.hosts)] if svc.hosts else "no host"
 
     def _removal(self, c: ObservedContainer, reason: str, after: tuple[str, ...]) -> Step:
-        ops: tuple[Op, ...] = (Op("stop", c.name, {"id": c.id}), Op("remove", c.name, {"id": c.id}))
+        ops: tuple[Op, ...] = (Op("stop", c.name, ContainerRef(c.id)), Op("remove", c.name, RemoveArgs(c.id)))
         if not c.running:
-            ops = (Op("remove", c.name, {"id": c.id}),)
+            ops = (Op("remove", c.name, RemoveArgs(c.id)),)
         return Step(f"service/{c.service}/{c.slot}@{c.host}/remove/{c.name}", c.host, "service", c.service,
                     "remove", reason, slot=c.slot, depends_on=after, ops=ops)
 
@@ -338,7 +350,7 @@ class _Planner:
         stale = [c for c in containers if c not in current]
         deps = tuple(sorted(set(self._infra_deps(svc, inst.host)) | set(dep_steps)))
         new_name = container_name(self.project, svc.name, inst.slot, svc.spec_hash)
-        create_args = {"service": svc.name, "slot": inst.slot, "spec_hash": svc.spec_hash}
+        create_args = CreateArgs(svc.name, inst.slot, svc.spec_hash)
 
         if current:
             keep = _pick(current)
@@ -353,28 +365,28 @@ class _Planner:
             if not keep.running and not still_running and held:
                 self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} keeps crashing: {held}")
                 return Step(step_id, inst.host, "service", svc.name, "noop", f"crash-looping: {held}",
-                            slot=inst.slot), extra
+                            slot=inst.slot, finding=Finding.CRASH_LOOPING), extra
             if not keep.running and not still_running and not svc.self_heal:
                 self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host} is {keep.state} (drift; selfHeal is "
                                      "off, so it is only reported)")
                 return Step(step_id, inst.host, "service", svc.name, "noop", f"{keep.state} (selfHeal off)",
-                            slot=inst.slot), extra
+                            slot=inst.slot, finding=Finding.SELF_HEAL_OFF), extra
             # Finish what an interrupted pass left, inside this slot's batch so that at most one extra
             # container runs at a time: the new one (started if needed) must be healthy, then the old
             # ones still running stop.
             ops: tuple[Op, ...] = ()
             if still_running:  # rolling back means going back to the old one: the new one goes
-                ops += (Op("adopt", keep.name, {"id": keep.id}, undo="remove"),)
+                ops += (Op("adopt", keep.name, ContainerRef(keep.id), undo="remove"),)
             if not keep.running:
-                ops += (Op("start", keep.name, {"id": keep.id}, undo="stop"),)
-            ops += (Op("wait_healthy", keep.name, {"id": keep.id}),)
+                ops += (Op("start", keep.name, ContainerRef(keep.id), undo="stop"),)
+            ops += (Op("wait_healthy", keep.name, ContainerRef(keep.id)),)
             for old_one in still_running:
-                ops += (Op("stop", old_one.name, {"id": old_one.id}, undo="start"),
-                        Op("remove", old_one.name, {"id": old_one.id, "after": "service"}))
+                ops += (Op("stop", old_one.name, ContainerRef(old_one.id), undo="start"),
+                        Op("remove", old_one.name, RemoveArgs(old_one.id, "service")))
             reason = ("finishing an interrupted update" if still_running
                       else f"container is {keep.state}; starting it")
             return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, depends_on=deps,
-                        ops=ops), extra
+                        ops=ops, finding=None if still_running else Finding.STOPPED), extra
 
         if not stale:
             ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
@@ -387,19 +399,18 @@ class _Planner:
                  for c in sorted(stale, key=lambda c: c.name) if c is not old]
         changes, rekeyed = compare_specs(old.spec_json, svc, old_key_id=old.key_id)
         order = svc.update.order
-        old_ref = {"id": old.id}
         if not old.running:
             ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
-                   Op("wait_healthy", new_name), Op("remove", old.name, {**old_ref, "after": "service"}))
+                   Op("wait_healthy", new_name), Op("remove", old.name, RemoveArgs(old.id, "service")))
         elif order == "start-first":
             ops = (pull, Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
-                   Op("wait_healthy", new_name), Op("stop", old.name, old_ref, undo="start"),
-                   Op("remove", old.name, {**old_ref, "after": "service"}))
+                   Op("wait_healthy", new_name), Op("stop", old.name, ContainerRef(old.id), undo="start"),
+                   Op("remove", old.name, RemoveArgs(old.id, "service")))
         else:
-            ops = (pull, Op("stop", old.name, old_ref, undo="start"),
+            ops = (pull, Op("stop", old.name, ContainerRef(old.id), undo="start"),
                    Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
                    Op("wait_healthy", new_name),
-                   Op("remove", old.name, {**old_ref, "after": "service"}))
+                   Op("remove", old.name, RemoveArgs(old.id, "service")))
         what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         reason = f"{order} rolling update ({what or 'spec'} changed)"
         if rekeyed:
@@ -407,19 +418,20 @@ class _Planner:
             reason = f"{order} rolling update ({what} changed); {REKEY_REASON}" if what else \
                 f"{order} rolling update: {REKEY_REASON}"
         if old.spec_hash == svc.spec_hash:  # same labels, other settings: someone replaced it by hand
-            changes, finding = _hand_made(old, svc)
-            reason = f"{finding}; replacing it"
+            changes, found = _hand_made(old, svc)
+            reason = f"{found}; replacing it"
             if not svc.self_heal:
-                self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host}: {finding} (drift; "
+                self.warnings.append(f"{svc.name}[{inst.slot}] on {inst.host}: {found} (drift; "
                                      "selfHeal is off, so it is only reported)")
                 return Step(step_id, inst.host, "service", svc.name, "noop", "replaced by hand (selfHeal off)",
-                            slot=inst.slot), extra
+                            slot=inst.slot, finding=Finding.SELF_HEAL_OFF), extra
             # It holds the very name the declared container needs, so it has to go first.
-            ops = (pull, Op("stop", old.name, old_ref), Op("remove", old.name, old_ref),
+            ops = (pull, Op("stop", old.name, ContainerRef(old.id)), Op("remove", old.name, RemoveArgs(old.id)),
                    Op("create", new_name, create_args, undo="remove"), Op("start", new_name, undo="stop"),
                    Op("wait_healthy", new_name))
+        drift = Finding.REPLACED_BY_HAND if old.spec_hash == svc.spec_hash else None
         return Step(step_id, inst.host, "service", svc.name, "update", reason, slot=inst.slot, changes=changes,
-                    depends_on=deps, ops=ops), extra
+                    depends_on=deps, ops=ops, finding=drift), extra
 
     # -- removal of what the manifests no longer declare -----------------------------------------------
     def prune(self, undeclared: list[str]) -> None:
@@ -462,7 +474,7 @@ class _Planner:
                     users = tuple(sorted(s.id for s in self.steps if s.action == "remove" and s.host == host))
                     self.steps.append(Step(f"volume/{vol.name}@{host}/remove", host, "volume", vol.name, "remove",
                                            "the manifest says remove: true (its data is deleted)", depends_on=users,
-                                           ops=(Op("volume_remove", docker_name, {"name": vol.name}),)))
+                                           ops=(Op("volume_remove", docker_name, VolumeArgs(vol.name)),)))
 
 
 def plan(desired: DesiredState, observed: ObservedState, *, options: PlanOptions = PlanOptions()) -> Plan:

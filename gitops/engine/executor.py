@@ -1,7 +1,7 @@
 """Runs a Plan against the hosts: dependency waves, rolling batches, health gates, rollback.
 
-Steps are grouped into units: one per network/volume step, one per service (all its instances on
-all hosts), one per undeclared service being pruned. A unit starts when every unit it depends on
+Steps are grouped into units (gitops.engine.schedule): one per network/volume step, one per service
+(all its instances on all hosts), one per undeclared service being pruned. A unit starts when every unit it depends on
 has succeeded, except that a service depending on another only waits until every instance of that
 service is running (``condition: started``, the default) or has passed its health gate
 (``condition: healthy``), not for its old containers to stop. A unit whose dependency failed before
@@ -37,17 +37,19 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
-from gitops.core.plan import Op, Plan, Step
+from gitops.core.plan import CreateArgs, Op, Plan, RemoveArgs, Step
+from gitops.core.ports import Host
 from gitops.engine.health import HealthFailure, wait_healthy
+from gitops.engine.schedule import Level, Unit, UnitKind, Verdict, readiness, schedule
 from gitops.errors import HostError, NotFound
 from gitops.failpoints import failpoint
-from gitops.hosts.docker import DockerHost, host_text
+from gitops.hosts.docker import host_text
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
 EventHook = Callable[[str, str, str], None]  # (step id, status, message)
@@ -78,6 +80,7 @@ class ApplyResult:
     services: dict[str, ServiceOutcome] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    created: dict[str, str] = field(default_factory=dict)  # container id -> host: made by this run, not adopted
 
     @property
     def ok(self) -> bool:
@@ -174,7 +177,7 @@ class _Window:
 class _BoundedInspector:
     """What the health gate asks of a host, with each inspect counted as a Docker call in flight."""
 
-    def __init__(self, host: DockerHost, slots: threading.BoundedSemaphore) -> None:
+    def __init__(self, host: Host, slots: threading.BoundedSemaphore) -> None:
         self._host = host
         self._slots = slots
 
@@ -209,7 +212,7 @@ def _why(exc: Exception) -> str:
 
 
 class Executor:
-    def __init__(self, desired: DesiredState, hosts: dict[str, DockerHost], *, concurrency: int = 8,
+    def __init__(self, desired: DesiredState, hosts: Mapping[str, Host], *, concurrency: int = 8,
                  on_event: EventHook = _noop_hook) -> None:
         self.desired = desired
         self.hosts = hosts
@@ -220,7 +223,7 @@ class Executor:
         # Told of every container gitops starts, stops or removes, with the Docker events that explains, so an
         # event watcher can tell gitops' own actions from drift.
         self.on_own_action: Callable[[list[str], str], None] = lambda refs, action: None
-        self.created: dict[str, str] = {}  # container id -> host, of every container this run created
+        self._created: dict[str, str] = {}  # container id -> host, of every container this run created
         # (host, container id) found to carry this project's labels: labels never change, so once is enough
         self._owned: set[tuple[str, str]] = set()
         self._network_hashes = {n.name: n.spec_hash for n in desired.networks}
@@ -240,96 +243,52 @@ class Executor:
         result = ApplyResult()
         for host, error in plan.unreachable:
             result.errors.append(f"host {host} is unreachable: {error}")
-        units, unit_deps = self._units(plan)
+        plan_schedule = schedule(plan, self.desired)
         for step in plan.steps:
             if step.action == "noop":
                 result.steps[step.id] = StepResult("unchanged")
-        levels = self._levels(unit_deps)
-        # Units report "started" (every instance running), "healthy" (every instance past its health gate;
-        # old containers may still be stopping) and then "ok" or "failed", through one queue.
-        messages: queue.Queue[tuple[str, str]] = queue.Queue()
-        reached: dict[str, set[str]] = {"started": set(), "healthy": set()}
-        final: dict[str, str] = {}  # unit -> ok | failed
-        pending = set(units)
+        # Units report STARTED (every instance running), HEALTHY (every instance past its health gate; old
+        # containers may still be stopping) and then whether they succeeded, through one queue.
+        messages: queue.Queue[tuple[Unit, Level | bool]] = queue.Queue()
+        reached: dict[Level, set[Unit]] = {Level.STARTED: set(), Level.HEALTHY: set()}
+        final: dict[Unit, bool] = {}  # unit -> succeeded
+        pending = set(plan_schedule.units)
         in_flight = 0
 
-        def run(unit: str) -> None:
+        def run(unit: Unit) -> None:
             try:
-                ok = self._run_unit(unit, units[unit], result, lambda: messages.put((unit, "started")),
-                                    lambda: messages.put((unit, "healthy")))
+                ok = self._run_unit(unit, result, lambda: messages.put((unit, Level.STARTED)),
+                                    lambda: messages.put((unit, Level.HEALTHY)))
             except Exception as exc:  # noqa: BLE001 - a bug must not leave other units hanging
                 ok = False
                 with self._lock:
                     result.errors.append(f"{unit}: internal error: {exc!r}")
-            messages.put((unit, "ok" if ok else "failed"))
+            messages.put((unit, ok))
 
         while pending or in_flight:
-            for unit in sorted(pending):
-                verdict, blockers = self._readiness(levels[unit], reached, final)
-                if verdict == "skip":
+            for unit in sorted(pending, key=str):
+                verdict, blockers = readiness(plan_schedule.needs[unit], reached, final)
+                if verdict is Verdict.SKIP:
                     pending.discard(unit)
-                    final[unit] = "failed"
-                    self._skip(units[unit], result, f"skipped: {', '.join(blockers)} failed")
-                elif verdict == "go":
+                    final[unit] = False
+                    self._skip(list(unit.steps), result, f"skipped: {', '.join(blockers)} failed")
+                elif verdict is Verdict.GO:
                     pending.discard(unit)
                     in_flight += 1
                     _spawn(run, unit)
             if not in_flight:
                 if pending:  # cannot happen with an acyclic plan; never wait forever on it
-                    result.errors.append(f"units never became ready: {', '.join(sorted(pending))}")
+                    result.errors.append(f"units never became ready: {', '.join(sorted(map(str, pending)))}")
                 break
             unit, message = messages.get()
-            if message in reached:
+            if isinstance(message, Level):
                 reached[message].add(unit)
             else:
                 in_flight -= 1
                 final[unit] = message
         result.seconds = time.monotonic() - started
+        result.created = dict(self._created)
         return result
-
-    def _units(self, plan: Plan) -> tuple[dict[str, list[Step]], dict[str, set[str]]]:
-        declared = {s.name for s in self.desired.services}
-        units: dict[str, list[Step]] = {}
-        unit_of: dict[str, str] = {}
-        for step in plan.steps:
-            if step.action == "noop":
-                continue
-            if step.kind == "service":
-                unit = f"service {step.name}" if step.name in declared else f"prune {step.name}"
-            else:
-                unit = step.id
-            units.setdefault(unit, []).append(step)
-            unit_of[step.id] = unit
-        deps: dict[str, set[str]] = {u: set() for u in units}
-        for unit, steps in units.items():
-            for step in steps:
-                deps[unit] |= {unit_of[d] for d in step.depends_on if d in unit_of and unit_of[d] != unit}
-        return units, deps
-
-    def _levels(self, unit_deps: dict[str, set[str]]) -> dict[str, dict[str, str]]:
-        """For each unit, what it needs of each unit it depends on: "started" or "healthy" (a network,
-        volume or prune unit never reports either: for those only finishing counts)."""
-        declared = {s.name: s for s in self.desired.services}
-        levels: dict[str, dict[str, str]] = {}
-        for unit, deps in unit_deps.items():
-            levels[unit] = {}
-            svc = declared.get(unit.removeprefix("service ")) if unit.startswith("service ") else None
-            for dep in deps:
-                conditions = {d.condition for d in svc.depends_on
-                              if f"service {d.service}" == dep} if svc is not None else set()
-                levels[unit][dep] = "started" if conditions == {"started"} else "healthy"
-        return levels
-
-    @staticmethod
-    def _readiness(needs: dict[str, str], reached: dict[str, set[str]],
-                   final: dict[str, str]) -> tuple[str, list[str]]:
-        """("go" | "wait" | "skip", the dependencies that failed)."""
-        met = [d for d, level in needs.items() if final.get(d) == "ok" or d in reached[level]]
-        failed = sorted(d.removeprefix("service ") for d, level in needs.items()
-                        if final.get(d) == "failed" and d not in reached[level])
-        if failed:
-            return "skip", failed
-        return ("go" if len(met) == len(needs) else "wait"), []
 
     def _skip(self, steps: list[Step], result: ApplyResult, message: str) -> None:
         for step in steps:
@@ -339,14 +298,13 @@ class Executor:
         for name in names:
             result.services[name] = ServiceOutcome(name, "skipped", message)
 
-    def _run_unit(self, unit: str, steps: list[Step], result: ApplyResult, started: Callable[[], None],
+    def _run_unit(self, unit: Unit, result: ApplyResult, started: Callable[[], None],
                   healthy: Callable[[], None]) -> bool:
-        if unit.startswith("service "):
-            return self._service(self.desired.service(unit.removeprefix("service ")), steps, result, started,
-                                 healthy)
-        if unit.startswith("prune "):
-            return self._removals(steps, result)
-        return self._infra(steps[0], result)
+        if unit.kind is UnitKind.SERVICE:
+            return self._service(self.desired.service(unit.name), list(unit.steps), result, started, healthy)
+        if unit.kind is UnitKind.PRUNE:
+            return self._removals(list(unit.steps), result)
+        return self._infra(unit.steps[0], result)
 
     def _record(self, result: ApplyResult, step: Step, status: StepStatus, message: str = "",
                 seconds: float = 0.0) -> None:
@@ -390,7 +348,7 @@ class Executor:
     def _remove_step(self, step: Step) -> None:
         grace = self._grace(step.name)
         for op in step.ops:
-            ref = op.args.get("id", op.container)
+            ref = op.ref
             if op.kind == "stop":
                 self._stop(step, op.container, ref, grace)
             elif op.kind == "remove":
@@ -405,7 +363,7 @@ class Executor:
         project's labels is ever stopped, started or removed (SECURITY.md item 14).
         """
         host = self.hosts[step.host]
-        if (step.host, ref) in self._owned or self.created.get(ref) == step.host:
+        if (step.host, ref) in self._owned or self._created.get(ref) == step.host:
             return ref
         try:
             info = self._call(host.inspect, ref)
@@ -535,7 +493,7 @@ class Executor:
         problems = []
         for op in item.deferred:
             try:
-                self._remove(item.step, op.container, op.args.get("id", op.container))
+                self._remove(item.step, op.container, op.ref)
             except Exception as exc:  # noqa: BLE001 - reported; the other removals still go ahead
                 problems.append(_why(exc))
         return "; ".join(problems)
@@ -562,20 +520,21 @@ class Executor:
         current = ""
         try:
             for op in step.ops:
-                ref = record.refs.get(op.container) or op.args.get("id") or op.container
+                ref = record.refs.get(op.container) or op.ref
                 if op.kind == "pull":
                     continue  # done once per host before the batch
                 if op.kind == "adopt":
-                    record.refs[op.container] = op.args.get("id", op.container)  # the new one of this slot
+                    record.refs[op.container] = op.ref  # the new one of this slot
                     current = op.container
                 if op.kind == "create":
+                    assert isinstance(op.args, CreateArgs)  # Op refuses other args for a create
                     self.on_own_action([op.container], "start")
-                    made = self._call(host.create_container, self.project, svc, int(op.args["slot"]),
+                    made = self._call(host.create_container, self.project, svc, op.args.slot,
                                       self.desired.revision, self._network_hashes)
                     record.refs[op.container] = made.id
                     if not made.adopted:  # an adopted one may be a copy made by hand: never trusted unseen
                         with self._lock:
-                            self.created[made.id] = step.host
+                            self._created[made.id] = step.host
                     current = op.container
                     failpoint("after_create")
                 elif op.kind == "start":
@@ -590,7 +549,7 @@ class Executor:
                     self._stop(step, op.container, ref, svc.stop_grace_period)
                     failpoint("after_stop_old")
                 elif op.kind == "remove":
-                    if op.args.get("after") == "service":
+                    if isinstance(op.args, RemoveArgs) and op.args.after == "service":
                         record.deferred.append(op)
                         continue
                     self._remove(step, op.container, ref)
@@ -615,7 +574,7 @@ class Executor:
         """
         problems = []
         for op in reversed(item.executed):
-            ref = item.refs.get(op.container) or op.args.get("id") or op.container
+            ref = item.refs.get(op.container) or op.ref
             try:
                 if op.undo == "remove":
                     self._remove(item.step, op.container, ref)

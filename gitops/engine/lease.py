@@ -15,8 +15,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+from gitops.core.ports import Host, LeaseState
 from gitops.errors import HostError
-from gitops.hosts.docker import DockerHost, LeaseState
 from gitops.process import pid_alive
 
 DEFAULT_TTL = 300.0
@@ -38,14 +38,14 @@ def holder_gone(holder: str) -> bool:
 
 
 class Lease:
-    def __init__(self, hosts: list[DockerHost], project: str, *, ttl: float = DEFAULT_TTL, holder: str | None = None,
+    def __init__(self, hosts: list[Host], project: str, *, ttl: float = DEFAULT_TTL, holder: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.hosts = sorted(hosts, key=lambda h: h.name)
         self.project = project
         self.ttl = ttl
         self.holder = holder or new_holder()
         self.clock = clock
-        self._held: list[DockerHost] = []
+        self._held: list[Host] = []
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 

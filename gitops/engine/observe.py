@@ -3,23 +3,24 @@ in parallel, and a settings check (settings_drift) of the containers gitops did 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 
 from gitops.core.model import DesiredState, ObservedContainer, ObservedState, object_name
+from gitops.core.ports import ApplyRecords, Host
 from gitops.errors import HostError
 from gitops.hosts.docker import DockerHost
-from gitops.state import StateError, StateStore
+from gitops.state import StateError
 
 
-def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> dict[str, DockerHost]:
+def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> Mapping[str, Host]:
     return {h.name: DockerHost(h, timeout=timeout) for h in desired.hosts}
 
 
 @contextmanager
-def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[dict[str, DockerHost]]:
+def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[Mapping[str, Host]]:
     """A DockerHost per host of ``desired``, all closed afterwards (connections open lazily)."""
     hosts = connect_hosts(desired, timeout=timeout)
     try:
@@ -29,7 +30,7 @@ def open_hosts(desired: DesiredState, *, timeout: float = 60) -> Iterator[dict[s
             host.close()
 
 
-def observe_all(desired: DesiredState, hosts: dict[str, DockerHost], *, trusted: Collection[str] = frozenset(),
+def observe_all(desired: DesiredState, hosts: Mapping[str, Host], *, trusted: Collection[str] = frozenset(),
                 verified: dict[str, str] | None = None) -> ObservedState:
     """Observe every host in parallel: one labelled list call each (more only on first deploys).
 
@@ -55,7 +56,7 @@ def observe_all(desired: DesiredState, hosts: dict[str, DockerHost], *, trusted:
     return _check_settings(desired, hosts, observed, trusted, verified if verified is not None else {})
 
 
-def observe_with_store(desired: DesiredState, hosts: dict[str, DockerHost], store: StateStore) -> ObservedState:
+def observe_with_store(desired: DesiredState, hosts: Mapping[str, Host], store: ApplyRecords) -> ObservedState:
     """observe_all, trusting the containers ``store`` knows as declared; it learns the ones found as
     declared and forgets the ones gone from reachable hosts. The store is only a cache here: when it
     cannot be read or written, more containers are inspected and nothing else changes."""
@@ -72,7 +73,7 @@ def observe_with_store(desired: DesiredState, hosts: dict[str, DockerHost], stor
     return observed
 
 
-def _check_settings(desired: DesiredState, hosts: dict[str, DockerHost], observed: ObservedState,
+def _check_settings(desired: DesiredState, hosts: Mapping[str, Host], observed: ObservedState,
                     trusted: Collection[str], verified: dict[str, str]) -> ObservedState:
     specs = {s.name: s for s in desired.services}
     todo = [(h.host, c) for h in observed.hosts if h.reachable for c in h.containers

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gitops.core.model import DesiredState, ObservedContainer, ObservedState, SecretKey, ServiceSpec
-from gitops.core.plan import Plan
+from gitops.core.plan import ContainerRef, Finding, Plan
 from gitops.core.planner import PlanError, PlanOptions, plan
+from gitops.engine.apply import ApplyHooks, ApplyStatus, apply_plan, evidence, record_pass
 from gitops.engine.executor import ApplyResult, Executor
 from gitops.engine.health import STOPPED_EXIT_CODES, Inspector
-from gitops.engine.lease import DEFAULT_TTL, Lease, new_holder
+from gitops.engine.lease import DEFAULT_TTL, new_holder
 from gitops.engine.observe import observe_with_store, open_hosts
 from gitops.errors import HostError
 from gitops.failpoints import failpoint
@@ -35,7 +36,7 @@ from gitops.log import get_logger
 from gitops.manifests.load import load_repo
 from gitops.secret_key import installation_key
 from gitops.source import Checkout, SourceError, redact, revision_of
-from gitops.state import StateError, StateStore, bounded_details
+from gitops.state import StateError, StateStore
 
 
 class Source(Protocol):
@@ -81,15 +82,6 @@ class PassResult:
         return self.outcome in ("converged", "no_changes")
 
 
-def failure_details(applied: ApplyResult | None) -> dict[str, dict[str, str]]:
-    """Per service that did not converge: its message, health-check output and last log lines, for the
-    pass record (the store cuts them to a bounded size)."""
-    if applied is None:
-        return {}
-    return {o.service: {"message": o.message, "health_output": o.health_output, "logs": o.logs}
-            for o in applied.services.values() if o.status != "converged"}
-
-
 class PassHooks(Protocol):
     def pass_finished(self, result: PassResult) -> None: ...
     def fetch_failed(self) -> None: ...
@@ -104,8 +96,7 @@ class _NoHooks:
 
 def _drifted(the_plan: Plan) -> int:
     """Instances found changed by hand: stopped, replaced (healed or only reported), or crash-looping."""
-    return sum(1 for s in the_plan.steps if s.kind == "service" and (
-        s.reason.startswith(("container is ", "crash-looping")) or "(selfHeal off)" in s.reason))
+    return sum(1 for s in the_plan.steps if s.finding is not None)
 
 
 def _repairs_only(the_plan: Plan) -> set[str]:
@@ -114,7 +105,7 @@ def _repairs_only(the_plan: Plan) -> set[str]:
     repair: dict[str, bool] = {}
     for step in the_plan.changes:
         if step.kind == "service":
-            repair[step.name] = repair.get(step.name, True) and step.reason.startswith("container is ")
+            repair[step.name] = repair.get(step.name, True) and step.finding is Finding.STOPPED
     return {name for name, only in repair.items() if only}
 
 
@@ -170,19 +161,16 @@ class Reconciler:
             result = PassResult("error", message=f"internal error: {exc!r}", errors=[repr(exc)])
         result.duration = time.monotonic() - started
         failpoint("before_record")
-        summary = result.plan.summary() if result.plan else {}
-        details = failure_details(result.apply)
         try:
-            self.state.finish_pass(pass_id, revision=result.revision, outcome=result.outcome, summary=summary,
-                                   services=result.services, error=result.message if not result.ok else "",
-                                   details=details, pins=self._pins_held)
+            record_pass(self.state, pass_id, revision=result.revision, outcome=result.outcome, message=result.message,
+                        plan=result.plan, applied=result.apply, pins=self._pins_held)
         except StateError as exc:
             result.errors.append(str(exc))
             self.log.error("pass.state_unwritable", error=str(exc))
         self.last_result = result
         for warning in result.plan.warnings if result.plan else ():
             self.log.warning("plan.warning", warning=warning)
-        for name, found in sorted(bounded_details(details).items()):  # the evidence `gitops apply` prints
+        for name, found in sorted(evidence(result.apply).items()):  # the evidence `gitops apply` prints
             self.log.error("pass.service_failed", service=name, status=result.services.get(name, ""), **found)
         self.log.info("pass.finished", trigger=trigger, outcome=result.outcome, revision=result.revision[:12],
                       seconds=round(result.duration, 3), message=result.message)
@@ -241,43 +229,26 @@ class Reconciler:
                                   errors=unreachable, crash_looping=looping, drifted=drifted)
             if dry_run:
                 return PassResult("no_changes", revision, "dry run", plan=the_plan)
-            # Changes to make: take the lease on every reachable host, then look again, because another
-            # reconciler may have changed the hosts between our first look and the lease.
-            reachable = [hosts[h.host] for h in observed.hosts if h.reachable]
-            lease = Lease(reachable, desired.project.name, ttl=self.lease_ttl, holder=self.holder)
             try:
-                held = lease.acquire()
+                done = apply_plan(desired, hosts, the_plan, approved=False, records=self.state,
+                                  replan=lambda now: plan(desired, now, options=self._options(now, hosts)),
+                                  holder=self.holder, lease_ttl=self.lease_ttl, concurrency=self.concurrency,
+                                  hooks=ApplyHooks(before_execute=self._apply_started, run=self._execute,
+                                                   on_own_action=self.note_own_action, cancel=self.cancel))
             except HostError as exc:
                 return PassResult("failed", revision, f"cannot take the apply lease: {exc}", errors=[str(exc)])
-            if not held.acquired:
-                until = max(0.0, held.expires_at - self.clock())
-                return PassResult("skipped", revision, f"another reconciler ({held.holder}) is applying to these "
-                                  f"hosts; its lease ends within {until:.0f}s")
-            try:
-                observed = observe_with_store(desired, hosts, self.state)
-                the_plan = plan(desired, observed, options=self._options(observed, hosts))
-                drifted = _drifted(the_plan)
-                if not the_plan.has_changes:
-                    return PassResult("no_changes", revision, "another reconciler already applied it", plan=the_plan)
-                self.hooks.apply_started()
-                self.log.info("apply.started", revision=revision[:12], changes=len(the_plan.changes))
-                for step in the_plan.changes[:50]:  # why each change is made: field names only, never values
-                    self.log.info("apply.change", step=step.label, host=step.host, action=step.action,
-                                  reason=step.reason)
-                executor = Executor(desired, hosts, concurrency=self.concurrency)
-                executor.cancel = self.cancel
-                executor.on_own_action = self.note_own_action
-                apply_began = self.clock()
-                applied = executor.apply(the_plan)
-                self._count_heal_starts(the_plan, at=apply_began)
-                self._safe(lambda: self.state.trust_containers(executor.created))
-                # status reports what runs now, not before
-                self.last_observed = observe_with_store(desired, hosts, self.state)
-            finally:
-                lease.release()
+        for problem in done.unrecorded:
+            self.log.error("state.write_failed", error=problem)
+        the_plan = done.plan
+        if done.status is ApplyStatus.LEASE_BUSY:
+            return PassResult("skipped", revision, done.message)
+        if done.status is ApplyStatus.ALREADY_APPLIED:
+            return PassResult("no_changes", revision, done.message, plan=the_plan)
+        assert done.result is not None and done.status is ApplyStatus.APPLIED
+        applied = done.result
+        self.last_observed = done.observed
+        drifted = _drifted(the_plan)
         services = applied.service_statuses()
-        good = {s.name for s in desired.services if services.get(s.name, "converged") == "converged"}
-        self._record_good(desired, revision, good)
         if applied.ok:
             self._safe(lambda: self.state.mark_good(revision))
             return PassResult("converged", revision, "converged", plan=the_plan, apply=applied, services=services,
@@ -293,6 +264,18 @@ class Reconciler:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
+
+    def _apply_started(self, the_plan: Plan) -> None:
+        self.hooks.apply_started()
+        self.log.info("apply.started", revision=the_plan.revision[:12], changes=len(the_plan.changes))
+        for step in the_plan.changes[:50]:  # why each change is made: field names only, never values
+            self.log.info("apply.change", step=step.label, host=step.host, action=step.action, reason=step.reason)
+
+    def _execute(self, executor: Executor, the_plan: Plan) -> ApplyResult:
+        began = self.clock()
+        applied = executor.apply(the_plan)
+        self._count_heal_starts(the_plan, at=began)
+        return applied
 
     # -- gitops' own actions, told apart from drift ---------------------------------------------------------
     OWN_EVENTS = {"start": frozenset({"start"}), "stop": frozenset({"kill", "die", "stop"}),
@@ -375,15 +358,15 @@ class Reconciler:
         undone start) is then later than the start, and not taken for someone's `docker stop`."""
         now = at
         for step in executed.changes:
-            if step.reason.startswith("container is "):
+            if step.finding is Finding.STOPPED:
                 for op in step.ops:
-                    if op.kind == "start" and "id" in op.args:
-                        self.heal_starts.setdefault(op.args["id"], []).append(now)
+                    if op.kind == "start" and isinstance(op.args, ContainerRef) and op.args.id:
+                        self.heal_starts.setdefault(op.args.id, []).append(now)
 
     @staticmethod
     def _crash_looping(observed: ObservedState, the_plan: Plan) -> int:
         restarting = sum(1 for h in observed.hosts for c in h.containers if c.state == "restarting")
-        held = sum(1 for s in the_plan.steps if s.reason.startswith("crash-looping"))
+        held = sum(1 for s in the_plan.steps if s.finding is Finding.CRASH_LOOPING)
         return restarting + held
 
     def _record_good(self, desired: DesiredState, revision: str, names: set[str]) -> None:
