@@ -64,10 +64,10 @@ def stopped() -> ObservedState:
 def test_a_container_that_dies_again_is_held_and_the_retry_time_is_known(tmp_path: Path) -> None:
     clock = Clock(1000.0)
     r = reconciler(tmp_path, clock)
-    r.heal_starts["cid"] = [998.0]
+    r.heal.starts["cid"] = [998.0]
     options = r._options(stopped(), {"local": Host(3)})
     assert options.hold == (("p-web-0-abc", "started again 1 times, it died each time; next try in 3s"),)
-    assert r.heal_retry_at == 1003.0
+    assert r.heal.retry_at == 1003.0
 
 
 def test_docker_stop_by_hand_is_not_a_crash(tmp_path: Path) -> None:
@@ -75,18 +75,18 @@ def test_docker_stop_by_hand_is_not_a_crash(tmp_path: Path) -> None:
     clock = Clock(1000.0)
     r = reconciler(tmp_path, clock)
     for code in (143, 137):
-        r.heal_starts["cid"] = [998.0]
-        assert r._options(stopped(), {"local": Host(code)}).hold == () and r.heal_starts["cid"] == []
-        assert r.heal_retry_at is None
-    r.heal_starts["cid"] = [998.0]
+        r.heal.starts["cid"] = [998.0]
+        assert r._options(stopped(), {"local": Host(code)}).hold == () and r.heal.starts["cid"] == []
+        assert r.heal.retry_at is None
+    r.heal.starts["cid"] = [998.0]
     assert r._options(stopped(), {"local": Host(137, oom=True)}).hold != ()  # out of memory is a crash
 
 
 def test_a_stop_gitops_made_after_its_start_is_not_taken_for_a_hand_stop(tmp_path: Path) -> None:
     clock = Clock(1000.0)
     r = reconciler(tmp_path, clock)
-    r.heal_starts["cid"] = [998.0]
+    r.heal.starts["cid"] = [998.0]
     clock.now = 999.0
-    r.note_own_action(["p-web-0-abc", "cid"], "stop")  # e.g. a start undone after its health gate failed
+    r.heal.note_own_action(["p-web-0-abc", "cid"], "stop")  # e.g. a start undone after its health gate failed
     clock.now = 1000.0
     assert r._options(stopped(), {"local": Host(143)}).hold != ()

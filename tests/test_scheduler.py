@@ -6,6 +6,7 @@ import threading
 import time
 
 from gitops.daemon.loop import HEAL_RETRY, Batch, Daemon, Scheduler
+from gitops.engine.heal import SelfHeal
 from gitops.engine.reconciler import PassResult
 
 
@@ -54,7 +55,7 @@ def test_stop_wakes_a_waiting_take() -> None:
 class FakeReconciler:
     def __init__(self, last: PassResult | None) -> None:
         self.last_result = last
-        self.heal_retry_at: float | None = None
+        self.heal = SelfHeal(time.time)
         self.clock = time.time
 
 
@@ -70,10 +71,10 @@ def test_webhooks_for_the_commit_the_last_pass_converged_ask_for_nothing() -> No
 def test_the_daemon_wakes_up_when_a_held_back_container_may_start_again() -> None:
     reconciler = FakeReconciler(None)
     daemon = Daemon(reconciler)  # type: ignore[arg-type]
-    reconciler.heal_retry_at = time.time() + 0.3
+    reconciler.heal.retry_at = time.time() + 0.3
     daemon._schedule_heal_retry()
     batch = daemon.scheduler.take(3600)
     assert batch is not None and batch.triggers == (HEAL_RETRY,)
-    reconciler.heal_retry_at = time.time() - 1  # already over (a pass that ended early): no timer, no hot loop
+    reconciler.heal.retry_at = time.time() - 1  # already over (a pass that ended early): no timer, no hot loop
     daemon._schedule_heal_retry()
     assert daemon.scheduler.take(0.2) == Batch(("poll",))

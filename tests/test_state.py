@@ -6,7 +6,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from gitops.engine.reconciler import backoff_seconds
+from gitops.engine.heal import backoff_seconds
 from gitops.state import MAX_DETAIL_CHARS, MAX_LOG_CHARS, MAX_LOG_LINES, StateStore
 
 

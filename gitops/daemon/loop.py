@@ -194,7 +194,7 @@ class Daemon:
     def _schedule_heal_retry(self) -> None:
         """Wake up when the first crash-looping container held back by the backoff may start again: nothing
         else would ask for that pass (its container is stopped: no events) before the next poll."""
-        at = self.reconciler.heal_retry_at
+        at = self.reconciler.heal.retry_at
         delay = None if at is None else at - self.reconciler.clock()
         if delay is None or delay <= 0:
             self.scheduler.schedule(HEAL_RETRY, None)
@@ -315,7 +315,7 @@ class EventWatch:
                     delay = 1.0
                     attrs = (event.get("Actor") or {}).get("Attributes") or {}
                     action = str(event.get("Action", ""))
-                    if self.reconciler.is_own_event(action, attrs.get("name", ""), str(event.get("id", ""))):
+                    if self.reconciler.heal.is_own_event(action, attrs.get("name", ""), str(event.get("id", ""))):
                         continue  # gitops did this itself
                     self._changed(f"docker event: {action} {attrs.get('name', '')} on {host.name}")
             except HostError as exc:

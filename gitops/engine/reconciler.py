@@ -18,16 +18,19 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from gitops.core.model import DesiredState, ObservedContainer, ObservedState, SecretKey, ServiceSpec
-from gitops.core.plan import ContainerRef, Finding, Plan
+from gitops.core.model import DesiredState, ObservedState, SecretKey, ServiceSpec
+from gitops.core.plan import Finding, Plan
 from gitops.core.planner import PlanError, PlanOptions, plan
+from gitops.core.ports import Checkout, Host, Source
 from gitops.engine.apply import ApplyHooks, ApplyStatus, apply_plan, evidence, record_pass
 from gitops.engine.executor import ApplyResult, Executor
-from gitops.engine.health import STOPPED_EXIT_CODES, Inspector
+from gitops.engine.heal import SelfHeal, backoff_seconds
+from gitops.engine.health import Inspector
 from gitops.engine.lease import DEFAULT_TTL, new_holder
 from gitops.engine.observe import observe_with_store, open_hosts
 from gitops.errors import HostError
@@ -35,16 +38,8 @@ from gitops.failpoints import failpoint
 from gitops.log import get_logger
 from gitops.manifests.load import load_repo
 from gitops.secret_key import installation_key
-from gitops.source import Checkout, SourceError, redact, revision_of
+from gitops.source import SourceError, redact, revision_of
 from gitops.state import StateError, StateStore
-
-
-class Source(Protocol):
-    display_url: str
-    ref: str
-
-    def fetch(self) -> Checkout: ...
-    def fetch_commit(self, commit_or_ref: str) -> Checkout: ...
 
 
 class LocalSource:
@@ -109,17 +104,14 @@ def _repairs_only(the_plan: Plan) -> set[str]:
     return {name for name, only in repair.items() if only}
 
 
-def backoff_seconds(attempts: int, *, base: float, cap: float) -> float:
-    return float(min(cap, base * 2 ** max(0, attempts - 1)))
-
-
 class Reconciler:
     def __init__(self, source: Source, state: StateStore, *, key: SecretKey | None = None,
                  allow_empty: bool = False, concurrency: int = 8,
                  backoff_base: float = 60.0, backoff_cap: float = 3600.0, hooks: PassHooks | None = None,
-                 lease_ttl: float = DEFAULT_TTL,
-                 clock: Callable[[], float] = time.time) -> None:
+                 lease_ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time,
+                 connect: Callable[[DesiredState], AbstractContextManager[Mapping[str, Host]]] = open_hosts) -> None:
         self.source = source
+        self.connect = connect  # the hosts of a desired state: Docker (open_hosts), or fakes in tests
         self.state = state
         # Secret digests are compared with the containers' labels: always the installation's key.
         self.key = key or installation_key(state.directory)
@@ -137,11 +129,7 @@ class Reconciler:
         self.lease_ttl = lease_ttl
         self.holder = new_holder()
         self._pins_held: dict[str, str] = {}
-        self.heal_starts: dict[str, list[float]] = {}  # container id -> times gitops started it again
-        self._own: dict[str, tuple[frozenset[str], float]] = {}  # container name/id -> (events expected, when)
-        self._own_lock = threading.Lock()
-        self._own_stops: dict[str, float] = {}  # container name/id -> when gitops last stopped or removed it
-        self.heal_retry_at: float | None = None  # when the first held-back crash-looping container may start again
+        self.heal = SelfHeal(clock)  # gitops' own actions, and containers that keep dying
 
     # -- the pass -----------------------------------------------------------------------------------------
     def run_pass(self, trigger: str, *, force: bool = False, dry_run: bool = False) -> PassResult:
@@ -208,7 +196,7 @@ class Reconciler:
         desired = self._apply_pins(outcome.desired)
         self.last_desired = desired
 
-        with open_hosts(desired) as hosts:
+        with self.connect(desired) as hosts:
             observed = observe_with_store(desired, hosts, self.state)
             self.last_observed = observed
             try:
@@ -234,7 +222,7 @@ class Reconciler:
                                   replan=lambda now: plan(desired, now, options=self._options(now, hosts)),
                                   holder=self.holder, lease_ttl=self.lease_ttl, concurrency=self.concurrency,
                                   hooks=ApplyHooks(before_execute=self._apply_started, run=self._execute,
-                                                   on_own_action=self.note_own_action, cancel=self.cancel))
+                                                   on_own_action=self.heal.note_own_action, cancel=self.cancel))
             except HostError as exc:
                 return PassResult("failed", revision, f"cannot take the apply lease: {exc}", errors=[str(exc)])
         for problem in done.unrecorded:
@@ -257,13 +245,22 @@ class Reconciler:
         # Only the commit's own failures (health checks, refused specs) block it from being retried; a host
         # that failed under it (unreachable, restarting) is retried on the next pass.
         # Nor does a failed drift repair: it put back the commit's own containers, which converged before.
-        repairs = _repairs_only(the_plan)
+        # A service whose spec converged before (a container removed by hand, created again) is one too.
+        repairs = _repairs_only(the_plan) | self._converged_before(desired)
         own_fault = [o for o in applied.services.values()
                      if o.status not in ("converged", "skipped") and not o.temporary and o.service not in repairs]
         if own_fault:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
+
+    def _converged_before(self, desired: DesiredState) -> set[str]:
+        """Services whose spec now is one they ran healthy with before (their last good spec)."""
+        try:
+            good = self.state.last_good()
+        except StateError:
+            return set()
+        return {s.name for s in desired.services if s.name in good and good[s.name][1] == s.spec_hash}
 
     def _apply_started(self, the_plan: Plan) -> None:
         self.hooks.apply_started()
@@ -274,94 +271,11 @@ class Reconciler:
     def _execute(self, executor: Executor, the_plan: Plan) -> ApplyResult:
         began = self.clock()
         applied = executor.apply(the_plan)
-        self._count_heal_starts(the_plan, at=began)
+        self.heal.count_starts(the_plan, at=began)
         return applied
 
-    # -- gitops' own actions, told apart from drift ---------------------------------------------------------
-    OWN_EVENTS = {"start": frozenset({"start"}), "stop": frozenset({"kill", "die", "stop"}),
-                  "remove": frozenset({"kill", "die", "stop", "destroy"})}
-    OWN_WINDOW = 120.0
-
-    def note_own_action(self, refs: list[str], action: str) -> None:
-        now = self.clock()
-        with self._own_lock:
-            for ref in refs:
-                if ref:
-                    earlier = self._own.get(ref)
-                    kept = earlier[0] if earlier and now - earlier[1] <= self.OWN_WINDOW else frozenset()
-                    self._own[ref] = (kept | self.OWN_EVENTS[action], now)
-            for ref, (_, when) in list(self._own.items()):
-                if now - when > self.OWN_WINDOW:
-                    del self._own[ref]
-            if action != "start":
-                self._own_stops.update((ref, now) for ref in refs if ref)
-            for ref, when in list(self._own_stops.items()):
-                if now - when > self.HEAL_WINDOW:
-                    del self._own_stops[ref]
-
-    def is_own_event(self, action: str, *refs: str) -> bool:
-        """True when a Docker event is explained by something gitops itself just did."""
-        now = self.clock()
-        with self._own_lock:
-            for ref in refs:
-                expected = self._own.get(ref)
-                if expected and action in expected[0] and now - expected[1] <= self.OWN_WINDOW:
-                    return True
-        return False
-
-    # -- containers that keep dying ------------------------------------------------------------------------
-    HEAL_BACKOFF_BASE = 5.0
-    HEAL_BACKOFF_CAP = 300.0
-    HEAL_WINDOW = 900.0
-
     def _options(self, observed: ObservedState, hosts: Mapping[str, Inspector] | None = None) -> PlanOptions:
-        """Hold back self-heal starts of containers gitops started recently and that died again by themselves;
-        ``heal_retry_at`` says when the first of them may be started again (the daemon wakes up then)."""
-        now = self.clock()
-        hold = []
-        retry_at: float | None = None
-        for host in observed.hosts:
-            for c in host.containers:
-                starts = [t for t in self.heal_starts.get(c.id, []) if now - t < self.HEAL_WINDOW]
-                self.heal_starts[c.id] = starts
-                if c.running or not starts:
-                    continue
-                if self._stopped_by_hand(c, since=starts[-1], hosts=hosts):
-                    self.heal_starts[c.id] = []  # it did not die by itself: drift to repair now, not a crash
-                    continue
-                wait = backoff_seconds(len(starts), base=self.HEAL_BACKOFF_BASE, cap=self.HEAL_BACKOFF_CAP)
-                left = wait - (now - starts[-1])
-                if left > 0:
-                    hold.append((c.name, f"started again {len(starts)} times, it died each time; next try in "
-                                         f"{left:.0f}s"))
-                    retry_at = now + left if retry_at is None else min(retry_at, now + left)
-        self.heal_retry_at = retry_at
-        return PlanOptions(allow_empty=self.allow_empty, hold=tuple(sorted(hold)))
-
-    def _stopped_by_hand(self, c: ObservedContainer, *, since: float, hosts: Mapping[str, Inspector] | None) -> bool:
-        """True when ``c`` ended by SIGTERM/SIGKILL (exit 143/137, not out of memory) that gitops did not send
-        after its last start: someone's `docker stop`. Only inspected for containers gitops restarted lately."""
-        with self._own_lock:
-            if max(self._own_stops.get(c.id, 0.0), self._own_stops.get(c.name, 0.0)) >= since:
-                return False  # gitops stopped it itself (an undone start): that start counts as failed
-        host = hosts.get(c.host) if hosts else None
-        if host is None:
-            return False
-        try:
-            state = host.inspect(c.id).get("State") or {}
-        except HostError:
-            return False  # cannot tell: keep the backoff
-        return state.get("ExitCode") in STOPPED_EXIT_CODES and not state.get("OOMKilled")
-
-    def _count_heal_starts(self, executed: Plan, *, at: float) -> None:
-        """Record the starts of ``executed`` at ``at``, before the apply: a stop gitops makes during it (an
-        undone start) is then later than the start, and not taken for someone's `docker stop`."""
-        now = at
-        for step in executed.changes:
-            if step.finding is Finding.STOPPED:
-                for op in step.ops:
-                    if op.kind == "start" and isinstance(op.args, ContainerRef) and op.args.id:
-                        self.heal_starts.setdefault(op.args.id, []).append(now)
+        return PlanOptions(allow_empty=self.allow_empty, hold=self.heal.hold(observed, hosts))
 
     @staticmethod
     def _crash_looping(observed: ObservedState, the_plan: Plan) -> int:
