@@ -566,7 +566,7 @@ def revision_of(path: Path) -> str:
     """The commit a local folder is at; '' outside git. '-dirty' is added when a tracked file in the folder
     changed or a manifest (a .yaml/.yml file outside hidden folders) is not committed yet."""
     try:
-        import git
+        import git  # GitPython takes ~0.1 s to import: `validate` and `plan` of a folder pay it only here
     except ImportError:  # pragma: no cover - gitpython is a dependency
         return ""
     try:
@@ -594,7 +594,7 @@ def _is_manifest(rel: str) -> bool:
 
 def checkout_at(path: Path, ref: str, *, cache_dir: Path) -> Checkout:
     """The folder ``path`` of a local git repository as it is at ``ref`` (`gitops plan --base REF`)."""
-    import git
+    import git  # see revision_of
 
     try:
         repo = git.Repo(path, search_parent_directories=True)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 LABEL_PREFIX = "io.gitops."
@@ -436,8 +436,6 @@ def object_name(project: str, name: str) -> str:
 
 
 def observed_to_dict(observed: ObservedState) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return {"hosts": [asdict(h) for h in observed.hosts]}
 
 

@@ -417,7 +417,7 @@ def render_text(plan: Plan, *, color: bool = False, show_unchanged: bool = False
 def _c(color: bool, style: str, text: str) -> str:
     if not color:
         return text
-    from rich.markup import escape
+    from rich.markup import escape  # rich only when colour is asked for: `plan | cat` never loads it
 
     return f"[{style}]{escape(text)}[/{style}]" if style else escape(text)
 

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from gitops.daemon.metrics import Metrics
-from gitops.daemon.server import ServerLimits
+from gitops.daemon.server import ServerLimits, make_app, make_server
 from gitops.daemon.status import status_document
 from gitops.engine.reconciler import PassResult, Reconciler
+from gitops.errors import HostError
+from gitops.hosts.docker import DockerHost
 from gitops.log import get_logger
 
 
@@ -227,6 +229,7 @@ class FolderWatch:
     """Asks for a pass when manifests under ``path`` change (watchdog), debounced."""
 
     def __init__(self, path: Path, request: Callable[[str], None], *, debounce: float = 0.3) -> None:
+        # watchdog only for `daemon --local`: a daemon on a git remote never loads it
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -291,8 +294,6 @@ class EventWatch:
 
     def sync_hosts(self) -> None:
         """Start a watcher for each host of the last desired state that has none yet."""
-        from gitops.hosts.docker import DockerHost
-
         desired = self.reconciler.last_desired
         if desired is None or self.stop_event.is_set():
             return
@@ -306,8 +307,6 @@ class EventWatch:
             thread.start()
 
     def _watch(self, host: Any, project: str) -> None:
-        from gitops.errors import HostError
-
         delay = 1.0
         while not self.stop_event.is_set():
             try:
@@ -387,8 +386,6 @@ def serve(daemon: Daemon, *, listen: str, secret: bytes | None, branch: str,
           watch: Path | None = None, status_token: bytes | None = None,
           limits: ServerLimits | None = None) -> int:
     """Run the daemon in the foreground: HTTP server in a thread, the worker in this (main) thread."""
-    from gitops.daemon.server import make_app, make_server
-
     host, _, port = listen.rpartition(":")
     host = host.strip("[]") or "127.0.0.1"
     asked = limits or ServerLimits()

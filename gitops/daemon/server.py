@@ -192,7 +192,7 @@ def limited_protocol(limits: ServerLimits) -> type[asyncio.Protocol]:
     milliseconds, so that is a connection someone holds open, and a flood of them cannot lock out
     /healthz.
     """
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol  # a private module of uvicorn: only where it is used
 
     # open connections, by the start of their current request (or wait for one), oldest first
     by_age: dict[LimitedH11Protocol, None] = {}

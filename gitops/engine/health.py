@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from gitops.core.model import HealthCheck, ServiceSpec
 from gitops.failpoints import failpoint
+from gitops.hosts.docker import published_port
 
 
 class HealthFailure(Exception):
@@ -80,8 +81,6 @@ class _ProbeState:
 
 
 def _published(info: dict[str, Any], port: int, fallback_host: str) -> tuple[str, int] | None:
-    from gitops.hosts.docker import published_port
-
     found = published_port(info, port)
     if found is None:
         return None

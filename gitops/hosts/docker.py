@@ -9,9 +9,11 @@ unmanaged object is an error, never an adoption (SECURITY.md item 14).
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import os
 import re
+import tarfile
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -134,9 +136,6 @@ class _LeaseOps:
         try:
             self._call("inspect lease image", self.client.inspect_image, LEASE_IMAGE)
         except NotFound:
-            import io
-            import tarfile
-
             buf = io.BytesIO()
             with tarfile.open(fileobj=buf, mode="w") as tar:
                 info = tarfile.TarInfo("lease")

@@ -31,7 +31,7 @@ from gitops.core.model import (
 )
 from gitops.core.quantities import parse_duration, parse_size
 from gitops.manifests.checks import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
-from gitops.manifests.parse import Document, ManifestError, RepoPathError
+from gitops.manifests.parse import Document, ManifestError, RepoPathError, format_path
 
 ReadFile = Callable[[str, str], str]  # (manifest file, relative path) -> text; raises RepoPathError
 ResolvePath = Callable[[str, str], str]  # (manifest file, relative path) -> absolute path
@@ -222,8 +222,6 @@ class _Builder:
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
-    from gitops.manifests.schema import format_path
-
     return format_path(path)
 
 

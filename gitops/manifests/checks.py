@@ -7,6 +7,7 @@ are in policy.py). Every error is located at the field it is about. Pure: no doc
 
 from __future__ import annotations
 
+import difflib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -414,8 +415,6 @@ class _Checker:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    import difflib
-
     match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
     return f"; did you mean '{match[0]}'?" if match else ""
 

@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitops.manifests.parse import format_path
+
 POLICY_RULES: dict[str, str] = {
     "privileged": "a privileged container is root on the host",
     "host-network": "sharing the host's network namespace bypasses network isolation",
@@ -326,8 +328,6 @@ def network_policy_violations(spec: Mapping[str, Any]) -> list[PolicyViolation]:
 
 
 def policy_message(v: PolicyViolation) -> str:
-    from gitops.manifests.schema import format_path
-
     if v.rule == "host-path":
         how = f"add {v.host_path} or a folder above it to spec.policy.allowHostPaths of the Project"
     else:

@@ -18,7 +18,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 
-from gitops.manifests.parse import Document, JsonPath, ManifestError
+from gitops.manifests.parse import Document, JsonPath, ManifestError, format_path
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KIND_SCHEMAS = {"Project": "project", "Host": "host", "Service": "service", "Network": "network",
@@ -51,16 +51,6 @@ _Validator = validators.extend(
 def validator_for(kind: str) -> Any:
     schema = json.loads((SCHEMA_DIR / f"{KIND_SCHEMAS[kind]}.json").read_text(encoding="utf-8"))
     return _Validator(schema, registry=_registry())
-
-
-def format_path(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
 
 
 def _known_properties(error: ValidationError) -> list[str]:
