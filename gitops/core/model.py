@@ -78,6 +78,10 @@ class SecretKey:
     def digest(self, name: str, value: str) -> str:
         return secret_digest(self.raw, name, value)
 
+    def digest_bytes(self, name: str, data: bytes) -> str:
+        """The digest of a secret file's content (binary safe), named like secret_digest's."""
+        return "secret:" + hmac.new(self.raw, name.encode() + b"\0" + data, hashlib.sha256).hexdigest()[:16]
+
 
 def ephemeral_key() -> SecretKey:
     """A key that lives only in this process: for what never compares with hosts (validate, plan --base)."""
@@ -115,6 +119,32 @@ class Mount:
     source: str = ""
     read_only: bool = False
     size: int | None = None  # tmpfs bytes
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    """A file of the repository delivered into every container of a service, at ``target``.
+
+    The reconciler's disk is not the host's, so the content travels with the create request (copied into
+    the container before it starts) and is part of the spec: a changed file rolls the service through its
+    health gates like any other change, and the plan names it. Secret files are masked like secret env.
+    """
+
+    target: str  # absolute path inside the container
+    source: str  # the file in the repository, relative to its root (for the plan and errors)
+    content: bytes = field(repr=False)
+    mode: int = 0o444
+    secret: bool = False
+    digest: str = ""  # secret files: SecretKey.digest_bytes(target, content); else "sha256:<hex16>"
+
+    def canonical(self) -> str:
+        if self.secret:
+            return f"{self.digest} mode {self.mode:04o}"
+        return f"{self.digest} mode {self.mode:04o} from {self.source}"
+
+
+def content_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -197,6 +227,7 @@ class ServiceSpec:
     security_opt: tuple[str, ...] = ()
     read_only_rootfs: bool = False
     init: bool = False
+    files: tuple[RepoFile, ...] = ()
     secret_key_id: str = ""  # SecretKey.id of the key its secret digests were made with; "" without secrets
 
     def container_config(self) -> dict[str, Any]:
@@ -237,6 +268,8 @@ class ServiceSpec:
             "readOnlyRootfs": self.read_only_rootfs,
             "init": self.init,
         }
+        if self.files:  # only when there are any: a service without files keeps the hash it had before
+            config["files"] = {f.target: f.canonical() for f in self.files}
         return config
 
     @property
@@ -245,7 +278,7 @@ class ServiceSpec:
 
     @property
     def secret_names(self) -> frozenset[str]:
-        return frozenset(e.name for e in self.env if e.secret)
+        return frozenset(e.name for e in self.env if e.secret) | frozenset(f.target for f in self.files if f.secret)
 
 
 @dataclass(frozen=True)

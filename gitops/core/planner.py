@@ -128,6 +128,7 @@ def compare_specs(old_json: str, new: ServiceSpec, *,
     _flatten(old, "", flat_old)
     _flatten(new.container_config(), "", flat_new)
     secrets = {f"env.{e.name}": e for e in new.env if e.secret}
+    secret_files = {f"files.{f.target}" for f in new.files if f.secret}
     other_key = old_key_id is not None and old_key_id != new.secret_key_id
     changes = []
     rekeyed = False
@@ -135,6 +136,10 @@ def compare_specs(old_json: str, new: ServiceSpec, *,
         a, b = flat_old.get(path), flat_new.get(path)
         if a == b:
             continue
+        if other_key and path in secret_files and _is_digest(a) and _is_digest(b):
+            rekeyed = True
+            if old_key_id:
+                continue  # under another installation's key: whether the content changed cannot be known
         if other_key and path in secrets and _is_digest(a) and _is_digest(b):
             rekeyed = True
             var = secrets[path]

@@ -42,6 +42,7 @@ from gitops.core.model import (
     NetworkSpec,
     ObservedContainer,
     ObservedObject,
+    RepoFile,
     ServiceSpec,
     VolumeSpec,
     canonical_json,
@@ -456,12 +457,23 @@ class DockerHost(_LeaseOps):
         try:
             created = self._call(f"create container {name}", self.client.create_container, **request)
         except Conflict:
-            return self._adopt_own(name, project, svc.spec_hash, svc.image)
+            adopted = self._adopt_own(name, project, svc.spec_hash, svc.image)
+            self._put_files(adopted.id, name, svc)  # it may have been made by a pass that died before this
+            return adopted
         container_id: str = created["Id"]
         for net_name, aliases in rest:
             self._call(f"connect {name} to {net_name}", self.client.connect_container_to_network, container_id,
                        net_name, aliases=aliases or None)
+        self._put_files(container_id, name, svc)
         return Created(container_id)
+
+    def _put_files(self, container_id: str, name: str, svc: ServiceSpec) -> None:
+        """Copy the service's repository files into the container, before it starts (docker cp's API call:
+        works on every engine and over every transport, and needs nothing on the host's disk)."""
+        if not svc.files:
+            return
+        self._call(f"copy {len(svc.files)} files into {name}", self.client.put_archive, container_id, "/",
+                   files_archive(svc.files))
 
     def settings_drift(self, project: str, svc: ServiceSpec, container: ObservedContainer,
                        image_env: dict[str, list[str]]) -> tuple[str, ...]:
@@ -562,6 +574,18 @@ class DockerHost(_LeaseOps):
         if (info.get("Labels") or {}).get(LABEL_PROJECT) != project:
             raise NameConflict(self.name, f"volume {name} is not managed by project {project}; not removed")
         self._call(f"remove volume {name}", self.client.remove_volume, name)
+
+
+def files_archive(files: Iterable[RepoFile]) -> bytes:
+    """A tar of ``files`` at their targets (relative to /), owned by root with their mode. Folders that do not
+    exist yet are made by Docker (0755, root); ones that exist keep their owner and mode."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for f in files:
+            info = tarfile.TarInfo(f.target.lstrip("/"))
+            info.size, info.mode, info.uid, info.gid, info.uname, info.gname = len(f.content), f.mode, 0, 0, "", ""
+            tar.addfile(info, io.BytesIO(f.content))
+    return buf.getvalue()
 
 
 def published_port(info: dict[str, Any], container_port: int, protocol: str = "tcp") -> tuple[str, int] | None:

@@ -8,6 +8,7 @@ never reads it from disk.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -23,17 +24,21 @@ from gitops.core.model import (
     NetworkSpec,
     Port,
     ProjectSpec,
+    RepoFile,
     SecretKey,
     ServiceSpec,
     TlsConfig,
     UpdatePolicy,
     VolumeSpec,
+    content_digest,
 )
 from gitops.core.quantities import parse_duration, parse_size
 from gitops.manifests.checks import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
 from gitops.manifests.parse import Document, ManifestError, RepoPathError, format_path
 
 ReadFile = Callable[[str, str], str]  # (manifest file, relative path) -> text; raises RepoPathError
+# (manifest file, relative path) -> [(path below a folder or "", bytes)]; raises RepoPathError
+ReadTree = Callable[[str, str], list[tuple[str, bytes]]]
 ResolvePath = Callable[[str, str], str]  # (manifest file, relative path) -> absolute path
 
 
@@ -74,9 +79,11 @@ def parse_env_file(text: str) -> list[tuple[int, str, str]]:
 
 class _Builder:
     def __init__(self, docs: Sequence[Document], read_file: ReadFile, resolve_path: ResolvePath,
-                 key: SecretKey) -> None:
+                 key: SecretKey, read_tree: ReadTree | None, max_delivered_bytes: int) -> None:
         self.docs = docs
         self.read_file = read_file
+        self.read_tree = read_tree
+        self.max_delivered_bytes = max_delivered_bytes
         self.resolve_path = resolve_path
         self.key = key
         self.errors: list[ManifestError] = []
@@ -106,6 +113,36 @@ class _Builder:
             else:
                 values[key] = EnvVar(key, _scalar_env(value))
         return tuple(values[k] for k in sorted(values))
+
+    def files(self, doc: Document, spec: dict[str, Any]) -> tuple[RepoFile, ...]:
+        """Service files: each source file, or every file below a source folder, with its content."""
+        out: dict[str, RepoFile] = {}
+        total = 0
+        for i, item in enumerate(spec.get("files") or []):
+            if self.read_tree is None:
+                self.errors.append(doc.error(("spec", "files", i), f"spec.files[{i}]: files cannot be read here"))
+                continue
+            try:
+                tree = self.read_tree(doc.file, item["source"])
+            except RepoPathError as exc:
+                self.errors.append(doc.error(("spec", "files", i, "source"), f"spec.files[{i}].source: {exc}"))
+                continue
+            source = posixpath.normpath(posixpath.join(posixpath.dirname(doc.file), item["source"]))
+            mode = int(item.get("mode", "0444"), 8)
+            secret = bool(item.get("secret", False))
+            for below, data in tree:
+                target = f"{item['target']}/{below}" if below else item["target"]
+                if target in out:
+                    self.errors.append(doc.error(("spec", "files", i, "target"), f"spec.files[{i}]: {target} would "
+                                                 f"be delivered twice (also from {out[target].source})"))
+                    continue
+                total += len(data)
+                digest = self.key.digest_bytes(target, data) if secret else content_digest(data)
+                out[target] = RepoFile(target, f"{source}/{below}" if below else source, data, mode, secret, digest)
+        if total > self.max_delivered_bytes:
+            self.errors.append(doc.error(("spec", "files"), f"spec.files: {total} bytes in all, more than the "
+                                         f"{self.max_delivered_bytes} a service may have delivered"))
+        return tuple(out[t] for t in sorted(out))
 
     def healthcheck(self, spec: dict[str, Any]) -> HealthCheck | None:
         hc = spec.get("healthcheck")
@@ -137,6 +174,7 @@ class _Builder:
             else:
                 networks.append(NetworkAttachment(net["name"], tuple(net.get("aliases") or ())))
         env = self.env(doc, spec)
+        files = self.files(doc, spec)
         return ServiceSpec(
             name=doc.name,
             image=spec["image"],
@@ -180,7 +218,8 @@ class _Builder:
             devices=tuple(spec.get("devices") or ()), security_opt=tuple(spec.get("securityOpt") or ()),
             read_only_rootfs=spec.get("readOnlyRootfs", False),
             init=spec.get("init", False),
-            secret_key_id=self.key.id if any(e.secret for e in env) else "",
+            files=files,
+            secret_key_id=self.key.id if any(e.secret for e in env) or any(f.secret for f in files) else "",
         )
 
     def host(self, doc: Document) -> HostSpec:
@@ -226,7 +265,8 @@ def _dotted(path: tuple[str | int, ...]) -> str:
 
 
 def build_desired(docs: Sequence[Document], *, read_file: ReadFile, resolve_path: ResolvePath,
-                  key: SecretKey) -> tuple[DesiredState, list[ManifestError]]:
-    builder = _Builder(docs, read_file, resolve_path, key)
+                  key: SecretKey, read_tree: ReadTree | None = None,
+                  max_delivered_bytes: int = 8 * 1024 * 1024) -> tuple[DesiredState, list[ManifestError]]:
+    builder = _Builder(docs, read_file, resolve_path, key, read_tree, max_delivered_bytes)
     state = builder.build()
     return state, sorted(set(builder.errors))

@@ -289,6 +289,8 @@ class _Checker:
             if mtype != "tmpfs" and "size" in mount:
                 self.err(doc, (*path, "size"), f"spec.mounts[{i}].size: only tmpfs mounts have a size")
 
+        self.files(doc, spec)
+
         for i, (dep, condition) in enumerate(depends_on(spec)):
             path = ("spec", "dependsOn", i)
             if dep == name:
@@ -309,6 +311,27 @@ class _Checker:
 
         self.values(doc, spec)
         self.health_and_ports(doc, spec)
+
+    def files(self, doc: Document, spec: dict[str, Any]) -> None:
+        """Targets of repository files: clean absolute paths, each once, and somewhere Docker can copy to."""
+        seen: dict[str, int] = {}
+        for i, item in enumerate(spec.get("files") or []):
+            path = ("spec", "files", i, "target")
+            target = item["target"]
+            parts = target.split("/")[1:]
+            if target == "/" or any(p in ("", ".", "..") for p in parts):
+                self.err(doc, path, f"spec.files[{i}].target: {target!r} is not a clean absolute path: write it "
+                         "without '.', '..', '//' or a trailing '/' (e.g. /etc/app/app.conf)")
+            elif parts[0] in ("proc", "sys", "dev"):
+                self.err(doc, path, f"spec.files[{i}].target: /{parts[0]} is made by the kernel when the container "
+                         "starts; files cannot be delivered there")
+            elif target in seen:
+                self.err(doc, path, f"spec.files[{i}].target: {target} is already the target of "
+                         f"spec.files[{seen[target]}]")
+            seen.setdefault(target, i)
+        if spec.get("files") and spec.get("readOnlyRootfs"):
+            self.err(doc, ("spec", "files"), "spec.files: cannot be delivered into a container with readOnlyRootfs: "
+                     "Docker refuses to copy into a read-only root file system; drop readOnlyRootfs or the files")
 
     def values(self, doc: Document, spec: dict[str, Any]) -> None:
         """Durations and sizes that match the schema's pattern but make no sense (or are too large)."""

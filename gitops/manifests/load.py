@@ -19,6 +19,7 @@ from gitops.manifests.parse import (
     ManifestError,
     load_documents,
     read_repo_file,
+    read_repo_tree,
     resolve_inside,
 )
 from gitops.manifests.schema import validate_documents
@@ -62,7 +63,11 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     def resolve(base: str, relative: str) -> str:
         return str(resolve_inside(root, relative, base=base))
 
-    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve, key=key or ephemeral_key())
+    def read_tree(base: str, relative: str) -> list[tuple[str, bytes]]:
+        return read_repo_tree(root, relative, base=base, limits=limits)
+
+    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve, key=key or ephemeral_key(),
+                                          read_tree=read_tree, max_delivered_bytes=limits.max_delivered_bytes)
     if build_errors:
         outcome.errors = build_errors
         return outcome

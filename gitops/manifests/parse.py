@@ -63,6 +63,9 @@ class Limits:
     max_nodes: int = 100_000  # per file (all its documents together), after alias expansion
     max_repo_nodes: int = 250_000  # all manifest files of the repository together, after alias expansion
     max_referenced_file_bytes: int = 256 * 1024  # env files and secret files
+    max_delivered_file_bytes: int = 1024 * 1024  # a file delivered into containers (Service files)
+    max_delivered_files: int = 256  # files below one folder delivered into containers
+    max_delivered_bytes: int = 8 * 1024 * 1024  # all files delivered into one service's containers
 
 
 DEFAULT_LIMITS = Limits()
@@ -543,7 +546,7 @@ def _resolve(path: Path, relative: str) -> Path:
         raise RepoPathError(f"{_shown(relative)} is not a valid path") from exc
 
 
-def resolve_inside(root: Path, relative: str, *, base: str = "") -> Path:
+def resolve_inside(root: Path, relative: str, *, base: str = "", folder_ok: bool = False) -> Path:
     """Resolve ``relative`` (relative to the folder of ``base``, a repo file) inside ``root``.
 
     Symlinks are followed; the final target must still lie inside the checkout, so a link to
@@ -565,11 +568,12 @@ def resolve_inside(root: Path, relative: str, *, base: str = "") -> Path:
     if _in_git_folder(candidate.relative_to(real_root).parts):
         raise _git_refused(relative)
     try:
-        is_file = candidate.is_file()
+        is_file = candidate.is_file() or (folder_ok and candidate.is_dir())
     except (OSError, ValueError):  # e.g. a name longer than the file system allows
         is_file = False
     if not is_file:
-        raise RepoPathError(f"{_shown(relative)} is not a file in the repository")
+        what = "file or folder" if folder_ok else "file"
+        raise RepoPathError(f"{_shown(relative)} is not a {what} in the repository")
     return candidate
 
 
@@ -590,6 +594,46 @@ def read_repo_file(root: Path, relative: str, *, base: str = "", limits: Limits 
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RepoPathError(f"{_shown(relative)} is not UTF-8 text") from exc
+
+
+def read_repo_tree(root: Path, relative: str, *, base: str = "",
+                   limits: Limits = DEFAULT_LIMITS) -> list[tuple[str, bytes]]:
+    """The bytes of a file of the repository, or of every file below a folder of it, to deliver into
+    containers: ``[("", data)]`` for a file, ``[(path below the folder, data), ...]`` sorted for a folder.
+
+    Every file, symlinks followed, must lie inside the checkout (and outside .git); hidden files are
+    delivered too (a folder is copied as it is). Bounded by Limits.max_delivered_file_bytes per file and
+    Limits.max_delivered_files per folder.
+    """
+    top = resolve_inside(root, relative, base=base, folder_ok=True)
+    real_root = root.resolve()
+    if top.is_file():
+        return [("", _read_bounded(top, relative, limits.max_delivered_file_bytes))]
+    out: list[tuple[str, bytes]] = []
+    for folder, dirs, names in os.walk(top, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in sorted(names):
+            below = Path(folder, name).relative_to(top).as_posix()
+            shown = f"{relative.rstrip('/')}/{below}"
+            if len(out) >= limits.max_delivered_files:
+                raise RepoPathError(f"{_shown(relative)} holds more than {limits.max_delivered_files} files")
+            path = resolve_inside(real_root, Path(folder, name).relative_to(real_root).as_posix())
+            out.append((below, _read_bounded(path, shown, limits.max_delivered_file_bytes)))
+    return out
+
+
+def _read_bounded(path: Path, shown: str, allowed: int) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > allowed:
+            raise RepoPathError(f"{_shown(shown)} is {size} bytes, more than the {allowed} allowed")
+        with path.open("rb") as handle:
+            raw = handle.read(allowed + 1)  # the file may have grown since stat
+    except OSError as exc:
+        raise RepoPathError(f"{_shown(shown)} cannot be read: {exc.strerror}") from exc
+    if len(raw) > allowed:
+        raise RepoPathError(f"{_shown(shown)} is more than the {allowed} bytes allowed")
+    return raw
 
 
 def discover(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> tuple[list[str], list[ManifestError]]:

@@ -455,6 +455,11 @@ FIELD_POLICY: dict[str, tuple[str, ...] | str] = {
     "Service.spec.securityOpt": ("seccomp-profile", "apparmor-profile", "selinux-label", "security-opt"),
     "Service.spec.readOnlyRootfs": _LIMIT,
     "Service.spec.init": "safe: Docker's own docker-init as PID 1 inside the container",
+    "Service.spec.files": "safe: repository files copied into the container's own file system, nothing on the host",
+    "Service.spec.files[].source": "safe: a path inside the repository checkout; symlinks out of it are refused",
+    "Service.spec.files[].target": _INSIDE,
+    "Service.spec.files[].mode": _INSIDE,
+    "Service.spec.files[].secret": _NOT_SENT,
 }
 
 
