@@ -85,8 +85,8 @@ def test_hostile_saved_plans_are_refused_and_change_nothing(write, decoys, docke
         p["summary"]["remove"] += 1
 
     def evil_create(p: dict[str, Any]) -> None:
-        _op(p, "create")["args"].update(image="local/busybox:1",
-                                        mounts=[{"type": "bind", "source": "/", "target": "/host"}])
+        # the args a create op has: another spec hash would label a container as a spec it does not run
+        _op(p, "create")["args"].update(spec_hash="0" * 12)
 
     def drop_health_gate(p: dict[str, Any]) -> None:
         _step(p, "service/web/0@local")["ops"].remove(_op(p, "wait_healthy"))
@@ -106,7 +106,7 @@ def test_hostile_saved_plans_are_refused_and_change_nothing(write, decoys, docke
         "an extra op": (
             lambda p: append_op(p, dict(_op(p, "remove"))),
             f"{MISMATCH}step service/web/0@local: op 7 (remove {old_name}) is not in the plan{TAIL}"),
-        "image and mounts changed in the create args": (
+        "another spec hash in the create args": (
             evil_create, f"{MISMATCH}step service/web/0@local: op 2 (create {new_name}) has other arguments{TAIL}"),
         "the health gate taken out": (
             drop_health_gate,
@@ -152,6 +152,9 @@ def test_a_saved_plan_that_is_not_a_plan_is_refused(write, tmp_path) -> None:
                       ("[" * 100_000, "nested too deeply"),
                       (step % '{"kind": "start", "container": "c", "args": {"cmd": "rm -rf /"}}',
                        "start op: unexpected args cmd"),
+                      (step % ('{"kind": "create", "container": "c", "args": {"service": "web", "slot": 0, '
+                               '"spec_hash": "x", "image": "busybox", "mounts": [{"source": "/"}]}}'),
+                       "create op: unexpected args image, mounts"),
                       (step % '{"kind": "create", "container": "c", "args": {"slot": 1}}',
                        "create op: CreateArgs.__init__() missing 2 required positional arguments: 'service' and "
                        "'spec_hash'"),
