@@ -20,11 +20,12 @@ import stat
 from pathlib import Path
 
 from gitops.core.model import SECRET_KEY_BYTES, SecretKey
+from gitops.errors import GitopsError
 
 KEY_FILE = "secret-key"
 
 
-class SecretKeyError(Exception):
+class SecretKeyError(GitopsError):
     """The key cannot be made or read; the message says what to do."""
 
 

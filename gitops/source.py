@@ -38,6 +38,7 @@ from typing import IO, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gitops.core.ports import Checkout
+from gitops.errors import GitopsError
 from gitops.state import make_private, private_dir
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
@@ -48,15 +49,14 @@ MAX_CHECKOUT_FILES = 20_000  # files and symlinks in one checkout
 MAX_SYMLINK_TARGET = 4096  # bytes: PATH_MAX
 
 
-class SourceError(Exception):
+class SourceError(GitopsError):
     """The source could not be read. ``temporary`` errors (network, timeout) are retried by the loop.
 
     ``revision`` is set when the error is a property of that commit (too large, an absolute symlink,
     --path missing): the loop records the revision as invalid, with the backoff failed revisions get."""
 
     def __init__(self, message: str, *, temporary: bool = True, revision: str = "") -> None:
-        super().__init__(message)
-        self.temporary = temporary and not revision
+        super().__init__(message, temporary=temporary and not revision)
         self.revision = revision
 
 

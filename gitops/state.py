@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitops.errors import GitopsError
 from gitops.process import pid_alive
 
 SCHEMA = """
@@ -109,8 +110,10 @@ def bounded_details(details: dict[str, dict[str, str]] | None) -> dict[str, dict
     return out
 
 
-class StateError(Exception):
+class StateError(GitopsError):
     """The store cannot be written (e.g. the disk is full). Temporary: retrying once space is back helps."""
+
+    temporary = True
 
 
 @dataclass(frozen=True)

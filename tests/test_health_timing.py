@@ -63,17 +63,17 @@ def _failure(state: dict) -> HealthFailure:
 
 def test_exited_container_fails_at_once_with_its_exit_code() -> None:
     failure = _failure({"Status": "exited", "ExitCode": 3})
-    assert str(failure) == "container exited (exit code 3)" and not failure.external
+    assert str(failure) == "container exited (exit code 3)" and not failure.temporary
 
 
 def test_a_container_stopped_from_outside_is_not_the_specs_fault() -> None:
     """SIGTERM or SIGKILL from outside (its engine shutting down, a docker stop) is not held against the
     commit; being killed for running out of memory is."""
     stopped = _failure({"Status": "exited", "ExitCode": 143})
-    assert str(stopped) == "container exited (exit code 143, stopped from outside gitops)" and stopped.external
-    assert _failure({"Status": "exited", "ExitCode": 137}).external
+    assert str(stopped) == "container exited (exit code 143, stopped from outside gitops)" and stopped.temporary
+    assert _failure({"Status": "exited", "ExitCode": 137}).temporary
     oom = _failure({"Status": "exited", "ExitCode": 137, "OOMKilled": True})
-    assert str(oom) == "container exited (exit code 137, killed: out of memory)" and not oom.external
+    assert str(oom) == "container exited (exit code 137, killed: out of memory)" and not oom.temporary
 
 
 def test_unhealthy_reports_the_last_check_output() -> None:

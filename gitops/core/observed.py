@@ -24,6 +24,7 @@ from gitops.core.model import (
     network_hashes_label,
     object_name,
 )
+from gitops.errors import GitopsError
 
 
 def converged(desired: DesiredState, *,
@@ -82,7 +83,7 @@ def empty(desired: DesiredState) -> ObservedState:
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 
 
-class SnapshotError(ValueError):
+class SnapshotError(GitopsError, ValueError):
     """A snapshot that is not JSON or not the shape `gitops status --format json` writes; says where."""
 
 

@@ -41,9 +41,10 @@ from gitops.core.plan import (
     Step,
     VolumeArgs,
 )
+from gitops.errors import GitopsError
 
 
-class PlanError(Exception):
+class PlanError(GitopsError):
     """The plan cannot be made safely (permanent until the input changes: retrying will not help)."""
 
 

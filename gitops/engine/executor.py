@@ -557,7 +557,7 @@ class Executor:
         except HealthFailure as exc:
             ref = record.refs.get(current, current)
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", logs=self._call(host.logs, ref),
-                                  detail=exc.detail, temporary=exc.external) from exc
+                                  detail=exc.detail, temporary=exc.temporary) from exc
         except HostError as exc:
             raise _InstanceFailed(record, f"{step.label} on {step.host}: {exc}", temporary=exc.temporary) from exc
         except Exception as exc:

@@ -19,22 +19,22 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gitops.core.model import HealthCheck, ServiceSpec
+from gitops.errors import GitopsError
 from gitops.failpoints import failpoint
 from gitops.hosts.docker import published_port
 
 
-class HealthFailure(Exception):
+class HealthFailure(GitopsError):
     """The container did not become healthy; ``detail`` holds the health-check output.
 
-    ``external`` says the container did not fail by itself: it was stopped by a signal from outside
+    ``temporary`` says the container did not fail by itself: it was stopped by a signal from outside
     (its engine shutting down, someone's ``docker stop``) while the gate waited, so the spec is not
     to blame and a later pass may well succeed.
     """
 
-    def __init__(self, message: str, detail: str = "", *, external: bool = False) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, detail: str = "", *, temporary: bool = False) -> None:
+        super().__init__(message, temporary=temporary)
         self.detail = detail
-        self.external = external
 
 
 # 128 + SIGTERM / SIGKILL: how a container ends when it is stopped rather than exiting on its own.
@@ -115,7 +115,7 @@ def wait_healthy(host: Inspector, ref: str, svc: ServiceSpec, *, cancel: threadi
             raise HealthFailure(f"container {status} (exit code {state.get('ExitCode')}"
                                 + (", stopped from outside gitops" if stopped else "")
                                 + (", killed: out of memory" if state.get("OOMKilled") else "") + ")",
-                                _health_output(state), external=stopped)
+                                _health_output(state), temporary=stopped)
         healthy = False
         if hc is None:
             healthy = status == "running"

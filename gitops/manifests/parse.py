@@ -37,6 +37,8 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 from ruamel.yaml.scanner import Scanner
 
+from gitops.errors import GitopsError
+
 JsonPath = tuple[str | int, ...]
 
 
@@ -513,7 +515,7 @@ def parse_documents(text: str, file: str, *, limits: Limits = DEFAULT_LIMITS,
 # The repository on disk
 
 
-class RepoPathError(ValueError):
+class RepoPathError(GitopsError, ValueError):
     """A path named by a manifest that cannot be used (outside the checkout, missing, too big)."""
 
 
