@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gitops.manifests.load import load_repo
 from gitops.manifests.parse import (
     Limits,
     RepoPathError,
@@ -14,6 +15,7 @@ from gitops.manifests.parse import (
     read_repo_file,
     resolve_inside,
 )
+from tests.conftest import PROJECT
 
 
 def errors_of(text: str, **limits: int) -> list[str]:
@@ -100,6 +102,21 @@ def test_budget_is_per_file_and_per_repository(tmp_path: Path) -> None:
         "c.yaml:2:4: too many YAML nodes: more than 60 in all manifest files together (an alias counts as the "
         "nodes it expands to); no further files were read"]
     assert [d.file for d in result.documents] == ["a.yaml", "b.yaml"]
+    assert not result.complete
+
+
+def test_a_repository_cut_short_by_the_budget_reports_only_the_budget(repo) -> None:
+    """The files after the budget ran out are not read, so checks across documents (is there a Project, does
+    a named host exist) would report what was merely not read: only the budget error is shown."""
+    bomb = "a: &a [1, 2, 3, 4]\nb: [*a, *a, *a, *a]\n"
+    root = repo({"a.yaml": bomb, "b.yaml": bomb, "c.yaml": bomb}, project=False)
+    (root / "z-project.yaml").write_text(PROJECT)
+    outcome = load_repo(root, limits=Limits(max_nodes=60, max_repo_nodes=60))
+    shown = [str(e) for e in outcome.errors]
+    assert shown[-1] == ("c.yaml:2:4: too many YAML nodes: more than 60 in all manifest files together (an alias "
+                         "counts as the nodes it expands to); no further files were read")
+    assert shown[:-1] == [f"{f}.yaml:1:1: not a gitops manifest: apiVersion is missing (expected 'gitops/v1')"
+                          for f in "ab"]  # each document read is still checked on its own
 
 
 def test_hidden_folders_and_non_yaml_files_are_skipped(tmp_path: Path) -> None:

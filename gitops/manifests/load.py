@@ -51,7 +51,8 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     errors = loaded.errors + schema_errors
     valid_ids = {id(d) for d in valid}
     broken = [d for d in loaded.documents if id(d) not in valid_ids]
-    errors += check_documents(valid, broken=broken)
+    if loaded.complete:  # else documents are missing: "no Project", "unknown host" would be noise
+        errors += check_documents(valid, broken=broken)
     outcome = LoadOutcome(root, None, errors, len(loaded.documents))
     if errors:
         outcome.errors = sorted(set(errors))

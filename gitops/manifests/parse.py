@@ -160,6 +160,7 @@ class Document:
 class LoadResult:
     documents: list[Document]
     errors: list[ManifestError]
+    complete: bool = True  # False: a budget stopped the reading early, so documents may be missing
 
 
 class _Refused(Exception):
@@ -710,5 +711,6 @@ def load_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> LoadResult
         result.documents.extend(parsed.documents)
         result.errors.extend(parsed.errors)
         if budget.exhausted:
+            result.complete = False
             break
     return result
