@@ -15,8 +15,8 @@ from gitops.core.planner import plan
 from gitops.engine.executor import Executor
 from gitops.errors import HostError
 from gitops.manifests.load import load_repo
+from gitops.testing import host_with
 from tests.conftest import service
-from tests.fakehost import host_with
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_stop_first_create_raising_starts_the_old_container_again(desired_of, er
     why = str(error) if isinstance(error, HostError) else f"{type(error).__name__}: {error}"
     assert result.services["web"].status == "rolled_back"
     assert result.services["web"].message == f"web[0] on local: {why}; rolled back to the previous version on every host"
-    assert host.calls == [("stop", old_id), ("start", old_id)]
+    assert host.calls == [("pull", "local/web:2"), ("stop", old_id), ("start", old_id)]
     assert host.containers[old_id]["state"] == "running"
 
 

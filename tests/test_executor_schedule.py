@@ -13,8 +13,8 @@ from gitops.core.observed import converged
 from gitops.core.planner import plan
 from gitops.engine.executor import ApplyResult, Executor
 from gitops.manifests.load import load_repo
+from gitops.testing import FakeHost, host_with
 from tests.conftest import service
-from tests.fakehost import FakeHost, host_with
 
 
 @pytest.fixture

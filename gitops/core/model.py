@@ -455,6 +455,42 @@ def network_hashes_label(svc: ServiceSpec, networks: dict[str, str]) -> str:
                     if n.name in networks)
 
 
+def container_labels(project: str, svc: ServiceSpec, slot: int, revision: str,
+                     networks: dict[str, str] | None = None) -> dict[str, str]:
+    """The labels of one instance of ``svc``: the manifest's own, then gitops' (which win). Every host
+    driver writes these, and ``observed_container`` reads them back."""
+    labels = dict(svc.labels)
+    labels.update({
+        LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_KIND: "container", LABEL_SERVICE: svc.name,
+        LABEL_SLOT: str(slot), LABEL_SPEC_HASH: svc.spec_hash, LABEL_REVISION: revision,
+        LABEL_SPEC: canonical_json(svc.container_config()),
+        LABEL_DEPENDS_ON: ",".join(sorted({d.service for d in svc.depends_on})),
+    })
+    if networks and svc.networks:
+        labels[LABEL_NETWORK_HASHES] = network_hashes_label(svc, networks)
+    if svc.secret_key_id:  # which key its secret digests need, so a plan can tell a re-key from a change
+        labels[LABEL_KEY_ID] = svc.secret_key_id
+    return labels
+
+
+def observed_container(host: str, container_id: str, name: str, labels: dict[str, str], *, state: str,
+                       health: Health, image: str, networks: tuple[str, ...] = (),
+                       volumes: tuple[str, ...] = ()) -> ObservedContainer | None:
+    """A listed container as the planner sees it, from the labels ``container_labels`` wrote; None when
+    its slot label is not a number (labelled as ours, but not by us: left alone)."""
+    try:
+        slot = int(labels.get(LABEL_SLOT, ""))
+    except ValueError:
+        return None
+    return ObservedContainer(
+        host=host, id=container_id, name=name, service=labels.get(LABEL_SERVICE, ""), slot=slot,
+        spec_hash=labels.get(LABEL_SPEC_HASH, ""), revision=labels.get(LABEL_REVISION, ""), state=state,
+        health=health, image=image, spec_json=labels.get(LABEL_SPEC, ""),
+        depends_on=tuple(d for d in labels.get(LABEL_DEPENDS_ON, "").split(",") if d),
+        networks=tuple(sorted(networks)), volumes=tuple(sorted(volumes)),
+        network_hashes=labels.get(LABEL_NETWORK_HASHES, ""), key_id=labels.get(LABEL_KEY_ID, ""))
+
+
 def container_name(project: str, service: str, slot: int, spec_hash: str) -> str:
     """Deterministic per spec: old and new containers of one slot never share a name."""
     return f"{project}-{service}-{slot}-{spec_hash[:8]}"

@@ -568,6 +568,7 @@ class Executor:
 
     def _undo(self, item: _Done) -> str:
         """Revert one instance: remove what was created, start what was stopped. Returns problems, if any.
+        A container started by a repair stays running: it was down before, and may yet become healthy.
 
         Every op is undone even when an earlier undo failed: an old container must get its chance to
         start again whatever happened to the new one.
@@ -592,6 +593,7 @@ class Executor:
         # The failing instance of an update is always reverted: it must not stay half-done.
         not_undone = self._undo(failure.record) if failed_step.action == "update" else ""
         outcome_status: Literal["rolled_back", "paused", "failed"]
+        rollout: list[Step] = []
         if action == "rollback":
             for item in done:
                 if item.step.action == "update":
@@ -599,7 +601,10 @@ class Executor:
                     self._record(result, item.step, "rolled_back", problem or "rolled back to the previous spec")
                 else:
                     self._record(result, item.step, "done")
-            outcome_status = "rolled_back" if any(s.action == "update" for s in updates) else "failed"
+            # A repair (a container found stopped, or replaced by hand) put back as it was found is no rollback
+            # to a previous version: the spec stays the one that runs, and the repair is tried again later.
+            rollout = [s for s in updates if s.finding is None]
+            outcome_status = "rolled_back" if rollout else "failed"
         else:
             self._finish(done, result, started)  # keep what succeeded; its old container is no longer needed
             outcome_status = "paused"
@@ -614,6 +619,8 @@ class Executor:
             message += f"; putting {failed_step.label} back failed: {not_undone}"
         if outcome_status == "rolled_back":
             message += "; rolled back to the previous version on every host"
+        elif outcome_status == "failed" and updates and not rollout:
+            message += "; a repair, not a rollout: the container is left as the repair made it"
         elif outcome_status == "paused":
             message += "; paused (failureAction: pause)"
         result.services[svc.name] = ServiceOutcome(svc.name, outcome_status, message, failure.logs.strip(),

@@ -25,17 +25,10 @@ import requests.exceptions
 from docker.types import Mount as DockerMount
 
 from gitops.core.model import (
-    LABEL_DEPENDS_ON,
-    LABEL_KEY_ID,
     LABEL_KIND,
     LABEL_MANAGED,
     LABEL_NAME,
-    LABEL_NETWORK_HASHES,
     LABEL_PROJECT,
-    LABEL_REVISION,
-    LABEL_SERVICE,
-    LABEL_SLOT,
-    LABEL_SPEC,
     LABEL_SPEC_HASH,
     HostObservation,
     HostSpec,
@@ -45,10 +38,10 @@ from gitops.core.model import (
     RepoFile,
     ServiceSpec,
     VolumeSpec,
-    canonical_json,
+    container_labels,
     container_name,
-    network_hashes_label,
     object_name,
+    observed_container,
 )
 from gitops.core.ports import Created, LeaseState
 from gitops.errors import Conflict, HostError, HostUnreachable, NameConflict, NotFound
@@ -297,23 +290,12 @@ class DockerHost(_LeaseOps):
         return HostObservation(self.name, True, "", tuple(containers), tuple(networks), tuple(volumes))
 
     def _observed(self, item: dict[str, Any]) -> ObservedContainer | None:
-        labels = item.get("Labels") or {}
-        try:
-            slot = int(labels.get(LABEL_SLOT, ""))
-        except ValueError:
-            return None  # labelled as ours but not by us: leave it alone
-        nets = tuple(sorted(((item.get("NetworkSettings") or {}).get("Networks") or {}).keys()))
-        vols = tuple(sorted(m["Name"] for m in item.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")))
-        deps = tuple(d for d in labels.get(LABEL_DEPENDS_ON, "").split(",") if d)
-        return ObservedContainer(
-            host=self.name, id=item["Id"], name=(item.get("Names") or ["/"])[0].lstrip("/"),
-            service=labels.get(LABEL_SERVICE, ""), slot=slot, spec_hash=labels.get(LABEL_SPEC_HASH, ""),
-            revision=labels.get(LABEL_REVISION, ""), state=item.get("State", ""),
-            health=_health_from_status(item.get("Status", "")),  # type: ignore[arg-type]
-            image=item.get("Image", ""), spec_json=labels.get(LABEL_SPEC, ""), depends_on=deps,
-            networks=nets, volumes=vols, network_hashes=labels.get(LABEL_NETWORK_HASHES, ""),
-            key_id=labels.get(LABEL_KEY_ID, ""),
-        )
+        return observed_container(
+            self.name, item["Id"], (item.get("Names") or ["/"])[0].lstrip("/"), item.get("Labels") or {},
+            state=item.get("State", ""), health=_health_from_status(item.get("Status", "")),  # type: ignore[arg-type]
+            image=item.get("Image", ""),
+            networks=tuple(((item.get("NetworkSettings") or {}).get("Networks") or {}).keys()),
+            volumes=tuple(m["Name"] for m in item.get("Mounts") or [] if m.get("Type") == "volume" and m.get("Name")))
 
     def _list_networks(self, project: str) -> list[ObservedObject]:
         items = self._call("list networks", self.client.networks, filters={"label": f"{LABEL_PROJECT}={project}"})
@@ -391,18 +373,7 @@ class DockerHost(_LeaseOps):
         One place for both creating a container and checking one against its spec (settings_drift).
         """
         name = container_name(project, svc.name, slot, svc.spec_hash)
-        labels = dict(svc.labels)
-        labels.update(self.ownership_labels(project))
-        labels.update({
-            LABEL_KIND: "container", LABEL_SERVICE: svc.name, LABEL_SLOT: str(slot),
-            LABEL_SPEC_HASH: svc.spec_hash, LABEL_REVISION: revision,
-            LABEL_SPEC: canonical_json(svc.container_config()),
-            LABEL_DEPENDS_ON: ",".join(sorted({d.service for d in svc.depends_on})),
-        })
-        if networks and svc.networks:
-            labels[LABEL_NETWORK_HASHES] = network_hashes_label(svc, networks)
-        if svc.secret_key_id:  # which key its secret digests need, so a plan can tell a re-key from a change
-            labels[LABEL_KEY_ID] = svc.secret_key_id
+        labels = container_labels(project, svc, slot, revision, networks)
         mounts = []
         for m in svc.mounts:
             source = object_name(project, m.source) if m.type == "volume" else (m.source or None)
