@@ -146,8 +146,10 @@ _DURATION_FIELDS: tuple[tuple[str, ...], ...] = (
 
 
 class _Checker:
-    def __init__(self, docs: Sequence[Document], broken: Sequence[Document] = ()) -> None:
+    def __init__(self, docs: Sequence[Document], broken: Sequence[Document] = (),
+                 project_explained: bool = False) -> None:
         self.docs = docs
+        self.project_explained = project_explained
         self.errors: list[ManifestError] = []
         self.by_kind: dict[str, dict[str, Document]] = defaultdict(dict)
         # Names of documents that failed the schema: they exist, so references to them are not errors.
@@ -162,7 +164,7 @@ class _Checker:
     def run(self) -> list[ManifestError]:
         self.unique_names()
         projects = list(self.by_kind["Project"].values())
-        if not projects and not self.broken["Project"]:
+        if not projects and not self.broken["Project"] and not self.project_explained:
             self.errors.append(ManifestError(".", 0, 0, "no Project manifest: add one document with "
                                              "'kind: Project' and metadata.name to name the project "
                                              "(its name labels every container gitops manages)"))
@@ -470,10 +472,12 @@ def allowed_policy_exceptions(docs: Sequence[Document]) -> list[PolicyException]
     return sorted(set(out), key=lambda e: (e.kind, e.name, e.rule, e.detail))
 
 
-def check_documents(docs: Sequence[Document], *, broken: Sequence[Document] = ()) -> list[ManifestError]:
+def check_documents(docs: Sequence[Document], *, broken: Sequence[Document] = (),
+                    project_explained: bool = False) -> list[ManifestError]:
     """All semantic and policy errors of a set of schema-valid documents.
 
     ``broken`` are the documents that failed the schema: their names count as defined, so one
-    mistake is not reported again as a missing reference everywhere it is used.
+    mistake is not reported again as a missing reference everywhere it is used. ``project_explained``:
+    a missing Project was already reported another way (a compose stack without a name).
     """
-    return sorted(set(_Checker(docs, broken).run()))
+    return sorted(set(_Checker(docs, broken, project_explained).run()))

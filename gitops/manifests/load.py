@@ -7,12 +7,14 @@ The stages, each reporting all its errors before the next runs:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.core.model import DesiredState, SecretKey, ephemeral_key
 from gitops.manifests.build import build_desired
 from gitops.manifests.checks import allowed_policy_exceptions, check_documents
+from gitops.manifests.compose import with_compose, without_delivered
 from gitops.manifests.parse import (
     DEFAULT_LIMITS,
     Limits,
@@ -22,7 +24,7 @@ from gitops.manifests.parse import (
     read_repo_tree,
     resolve_inside,
 )
-from gitops.manifests.schema import validate_documents
+from gitops.manifests.schema import validate_compose, validate_documents
 
 
 @dataclass
@@ -47,13 +49,21 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     """
     root = Path(root)
     loaded = load_documents(root, limits=limits)
-    valid, schema_errors = validate_documents(loaded.documents)
-    errors = loaded.errors + schema_errors
+
+    def read_text(relative: str) -> str | None:
+        if not os.path.lexists(root / relative):
+            return None
+        return read_repo_file(root, relative, limits=limits)
+
+    documents, compose_errors, project_explained = with_compose(loaded.documents, read_text, validate_compose)
+    documents = without_delivered(documents)
+    valid, schema_errors = validate_documents(documents)
+    errors = loaded.errors + compose_errors + schema_errors
     valid_ids = {id(d) for d in valid}
-    broken = [d for d in loaded.documents if id(d) not in valid_ids]
+    broken = [d for d in documents if id(d) not in valid_ids]
     if loaded.complete:  # else documents are missing: "no Project", "unknown host" would be noise
-        errors += check_documents(valid, broken=broken)
-    outcome = LoadOutcome(root, None, errors, len(loaded.documents))
+        errors += check_documents(valid, broken=broken, project_explained=project_explained)
+    outcome = LoadOutcome(root, None, errors, len(documents))
     if errors:
         outcome.errors = sorted(set(errors))
         return outcome

@@ -354,6 +354,11 @@ FIELD_POLICY: dict[str, tuple[str, ...] | str] = {
     "Project.spec": _NOT_SENT,
     "Project.spec.prune": _NOT_SENT,
     "Project.spec.selfHeal": _NOT_SENT,
+    "Project.spec.compose": "safe: names files of the repository; each compose service is checked as the Service "
+                            "it becomes",
+    "Project.spec.compose[].files": "safe: see Project.spec.compose",
+    "Project.spec.compose[].envFiles": "safe: variables for the compose files, never sent to Docker as such",
+    "Project.spec.compose[].profiles": _NOT_SENT,
     "Project.spec.policy": "safe: the policy itself",
     "Project.spec.policy.allow": "safe: the policy itself",
     "Project.spec.policy.allowHostPaths": "safe: the policy itself",

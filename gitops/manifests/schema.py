@@ -53,6 +53,21 @@ def validator_for(kind: str) -> Any:
     return _Validator(schema, registry=_registry())
 
 
+@cache
+def _compose_validator() -> Any:
+    schema = json.loads((SCHEMA_DIR / "compose.json").read_text(encoding="utf-8"))
+    return _Validator(schema, registry=_registry())
+
+
+def validate_compose(doc: Document) -> list[ManifestError]:
+    """Errors of one compose file against the part of the Compose Specification gitops maps
+    (schemas/compose.json), each located, with the compose path."""
+    out: list[ManifestError] = []
+    for error in _compose_validator().iter_errors(doc.data):
+        out.extend(_errors_for(doc, error))
+    return sorted(set(out))
+
+
 def _known_properties(error: ValidationError) -> list[str]:
     schema = error.schema if isinstance(error.schema, dict) else {}
     props = schema.get("properties", {})
