@@ -39,9 +39,9 @@ def with_compose(documents: list[Document], read_text: ReadText, check_schema: C
 
 
 def without_delivered(documents: list[Document]) -> list[Document]:
-    """The documents minus those without an apiVersion in files delivered into containers (a Service's files, or
-    a compose bind of a repository folder): a prometheus.yml beside the manifests configures a service, it is not
-    a manifest to complain about. A document with an apiVersion is always kept, and checked."""
+    """The documents minus those in files delivered into containers (a Service's files, or a compose bind of a
+    repository folder), unless they say they are gitops manifests (apiVersion gitops/...): a prometheus.yml or a
+    grafana provisioning file configures a service, it is not a manifest to complain about."""
     delivered: set[str] = set()
     for doc in documents:
         spec = doc.data.get("spec")
@@ -54,4 +54,8 @@ def without_delivered(documents: list[Document]) -> list[Document]:
     def is_delivered(file: str) -> bool:
         return any(path == "." or file == path or file.startswith(path + "/") for path in delivered)
 
-    return [d for d in documents if "apiVersion" in d.data or not is_delivered(d.file)]
+    def is_manifest(doc: Document) -> bool:
+        api = doc.data.get("apiVersion")
+        return isinstance(api, str) and api.startswith("gitops/")
+
+    return [d for d in documents if is_manifest(d) or not is_delivered(d.file)]

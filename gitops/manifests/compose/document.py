@@ -32,6 +32,7 @@ class ComposeDocument(Document):
 
     def locate(self, path: JsonPath, *, key: bool = False) -> tuple[str, int, int]:
         target = self.compose_path(path)
+        key = key or tuple(path) == ("metadata", "name")  # the name of a compose service is its key
         for size in range(len(target), -1, -1):
             origin = self.origins.get(tuple(target[:size]))
             if origin is not None:

@@ -99,6 +99,7 @@ def stack_documents(stacks: list[Stack], parsed: Mapping[str, list[Document]], r
         errors += found
         if named:
             names.append(named)
+    docs = _shared_once(docs, errors)
     if project_name is None and stacks:
         chosen = {n for n, _ in names}
         if not names:
@@ -116,6 +117,21 @@ def stack_documents(stacks: list[Stack], parsed: Mapping[str, list[Document]], r
                                                         "metadata": {"name": project}, "spec": {}},
                                            sources={(): (("name",), False)}, origins={}))
     return docs, errors
+
+
+def _shared_once(docs: list[Document], errors: list[ManifestError]) -> list[Document]:
+    """Stacks in one project share networks and volumes of one name (each stack's ``default`` network, a data
+    volume): declared the same, they are one; declared differently, the checks report the name twice."""
+    seen: dict[tuple[str, str], Document] = {}
+    out = []
+    for doc in docs:
+        if doc.kind in ("Network", "Volume"):
+            first = seen.get((doc.kind, doc.name))
+            if first is not None and first.data == doc.data:
+                continue
+            seen.setdefault((doc.kind, doc.name), doc)
+        out.append(doc)
+    return out
 
 
 def _one_stack(stack: Stack, parsed: Mapping[str, list[Document]], read_text: ReadText,
