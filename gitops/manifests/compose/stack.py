@@ -150,7 +150,7 @@ def _one_stack(stack: Stack, parsed: Mapping[str, list[Document]], read_text: Re
             continue  # an empty or unreadable file: its error is reported by the loader
         doc = found[0]
         origin: Origin = (file, doc.positions)
-        data = _interpolated(doc.data, variables, origin, (), errors)
+        data = _without_extensions(_interpolated(doc.data, variables, origin, (), errors), ())
         refused = refusals(data)
         errors += [compose_error(origin, path, message, key=True) for path, message in refused]
         for path, _ in refused:  # said once, with the way out: the schema need not call them unknown too
@@ -217,6 +217,18 @@ def _variables(stack: Stack, read_text: ReadText) -> tuple[dict[str, str], list[
         except DotenvError as exc:
             return {}, [ManifestError(rel, exc.line, 1, exc.message)]
     return variables, []
+
+
+def _without_extensions(value: Any, path: JsonPath) -> Any:
+    """The file without its x- fields (compose allows them anywhere and ignores them), except x-gitops at the top
+    and on a service, which carry gitops' own settings."""
+    if isinstance(value, dict):
+        kept = len(path) in (0, 2) and (not path or path[0] == "services")
+        return {k: _without_extensions(v, (*path, k)) for k, v in value.items()
+                if not (isinstance(k, str) and k.startswith("x-")) or (k == "x-gitops" and kept)}
+    if isinstance(value, list):
+        return [_without_extensions(v, (*path, i)) for i, v in enumerate(value)]
+    return value
 
 
 def _interpolated(value: Any, variables: Mapping[str, str], origin: Origin, path: JsonPath,

@@ -1,0 +1,138 @@
+"""A compose stack on a real Docker Engine, through the same engine as manifests: ports, named volumes, networks
+with the service name and aliases, repository files and secrets inside the containers, healthchecks and
+depends_on conditions, replicas rolled start-first under a 50 ms probe, and a failing health check rolled back."""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+import pytest
+
+from tests.sampling import Prober
+
+pytestmark = pytest.mark.docker
+
+STACK = textwrap.dedent("""\
+    services:
+      db:
+        image: local/web:1
+        command: httpd -f -p 5432 -h /www
+        container_name: postgres
+        init: true
+        stop_grace_period: 1s
+        volumes: [data:/data]
+        networks:
+          back: {aliases: [database]}
+        healthcheck:
+          test: ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:5432/"]
+          interval: 200ms
+          retries: 3
+      web:
+        image: local/web:${WEB_TAG}
+        init: true
+        stop_grace_period: 1s
+        ports: ["127.0.0.1::8080"]
+        networks: [back]
+        depends_on:
+          db: {condition: service_healthy}
+        volumes: ["./site/extra.html:/www/extra.html:ro"]
+        secrets: [token]
+        environment: {GREETING: "${GREETING:-hello}"}
+        healthcheck:
+          test: CHECK
+          interval: 200ms
+          timeout: 1s
+          retries: 2
+        deploy:
+          replicas: 2
+          update_config: {parallelism: 1, order: start-first, monitor: 300ms}
+          x-unused: ignored by gitops
+    networks:
+      back: {}
+    volumes:
+      data: {}
+    secrets:
+      token: {file: ./token.txt}
+    """)
+ANY_VERSION = '["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]'
+V1_ONLY = '["CMD-SHELL", "grep -q v1 /www/index.html"]'
+
+
+def files(tag: int, check: str = ANY_VERSION, extra: str = "extra v1") -> dict[str, str]:
+    return {"compose.yaml": STACK.replace("CHECK", check), ".env": f"WEB_TAG={tag}\n", "site/extra.html": extra + "\n",
+            "token.txt": "s3cret-token\n"}
+
+
+def containers(client, project: str, service: str) -> list:  # type: ignore[no-untyped-def]
+    return client.containers.list(filters={"label": [f"io.gitops.project={project}", f"io.gitops.service={service}"]})
+
+
+def run(container, *command: str) -> str:  # type: ignore[no-untyped-def]
+    code, out = container.exec_run(list(command))
+    assert code == 0, out
+    return str(out.decode()).strip()
+
+
+def test_a_compose_stack_runs_as_its_file_says(deploy, docker_client, project_name) -> None:
+    first = deploy(files(1))
+    assert first.result is not None and first.result.ok, (first.result.problems(), first.result.services)
+    db, = containers(docker_client, project_name, "db")
+    webs = containers(docker_client, project_name, "web")
+    assert len(webs) == 2
+    # depends_on service_healthy: web started once db was healthy
+    db_started = db.attrs["State"]["StartedAt"]
+    assert all(w.attrs["State"]["StartedAt"] > db_started for w in webs)
+    # the service name and the aliases resolve on the stack's network, both ways
+    assert run(webs[0], "wget", "-q", "-O-", "http://db:5432/") == "web v1"
+    assert run(webs[0], "wget", "-q", "-O-", "http://database:5432/") == "web v1"
+    assert run(webs[1], "wget", "-q", "-O-", "http://postgres:5432/") == "web v1"  # container_name: an alias
+    assert run(db, "wget", "-q", "-O-", "http://web:8080/extra.html") == "extra v1"  # a repository file
+    assert run(webs[0], "cat", "/run/secrets/token") == "s3cret-token"
+    assert run(webs[0], "stat", "-c", "%a", "/run/secrets/token") == "444"
+    assert run(webs[0], "sh", "-c", "echo $GREETING") == "hello"
+    # a published port on loopback, a named volume and network named as compose names them
+    for w in webs:
+        (binding,) = w.attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+        assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0
+    assert docker_client.volumes.get(f"{project_name}_data").attrs["Labels"]["io.gitops.project"] == project_name
+    assert docker_client.networks.get(f"{project_name}_back").attrs["Labels"]["io.gitops.project"] == project_name
+    assert any(m["Name"] == f"{project_name}_data" for m in db.attrs["Mounts"])
+    # nothing to do the second time
+    assert not deploy.plan(files(1)).plan.has_changes
+
+
+def test_a_changed_tag_in_dot_env_rolls_start_first_without_a_failed_request(deploy, docker_client,
+                                                                               project_name) -> None:
+    assert deploy(files(1)).result.ok
+    with Prober(docker_client, project_name, "web") as probe:
+        time.sleep(0.3)
+        second = deploy(files(2))
+        time.sleep(0.3)
+    assert second.result is not None and second.result.ok, second.result
+    assert [c.path for s in second.plan.changes for c in s.changes if s.name == "web"][:1] == ["image"]
+    assert probe.failures == [] and probe.ok > 20 and probe.bodies == {"web v1", "web v2"}
+    assert {c.image.tags[0] for c in containers(docker_client, project_name, "web")} == {"local/web:2"}
+
+
+def test_a_changed_repository_file_rolls_the_service_and_the_plan_names_it(deploy, docker_client,
+                                                                             project_name) -> None:
+    assert deploy(files(1)).result.ok
+    planned = deploy.plan(files(1, extra="extra v2"))
+    assert [(s.name, [c.path for c in s.changes]) for s in planned.plan.changes] == [
+        ("web", ["files./www/extra.html"]), ("web", ["files./www/extra.html"])]
+    assert deploy(files(1, extra="extra v2")).result.ok
+    for web in containers(docker_client, project_name, "web"):
+        assert run(web, "cat", "/www/extra.html") == "extra v2"
+
+
+def test_a_failing_health_check_is_rolled_back_and_reported(deploy, docker_client, project_name) -> None:
+    assert deploy(files(1, check=V1_ONLY)).result.ok
+    with Prober(docker_client, project_name, "web") as probe:
+        second = deploy(files(2, check=V1_ONLY))
+    result = second.result
+    assert result is not None and not result.ok
+    outcome = result.services["web"]
+    assert outcome.status == "rolled_back" and "health check failed" in outcome.message
+    assert probe.failures == [] and "web v1" in probe.bodies
+    assert {c.image.tags[0] for c in containers(docker_client, project_name, "web")} == {"local/web:1"}
