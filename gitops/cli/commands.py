@@ -109,6 +109,27 @@ def validate(path: Path, fmt: str) -> None:
     sys.exit(EXIT_OK if outcome.ok else EXIT_INVALID)
 
 
+@main.command()
+@path_argument
+def convert(path: Path) -> None:
+    """Print the gitops/v1 manifests that the compose files below PATH become.
+
+    The values are the ones interpolated from the .env files, secrets included as they are in the repository:
+    review the output before committing it. Exit 1, with the errors, when the repository does not validate.
+    """
+    from gitops.manifests.compose.convert import manifests_yaml
+    from gitops.manifests.load import LoadOutcome, read_documents
+
+    documents, errors, _ = read_documents(path)
+    if errors:
+        print_errors(LoadOutcome(path, None, sorted(set(errors)), len(documents)))
+        sys.exit(EXIT_INVALID)
+    text = manifests_yaml(documents)
+    if text.count("\n---\n") == 0:
+        raise CliError(f"{path}: no compose files (compose.yaml, docker-compose.yml, ...) to convert")
+    click.echo(text, nl=False)
+
+
 def _load_or_exit(path: Path, *, key: SecretKey) -> DesiredState:
     from gitops.manifests.load import load_repo
     from gitops.source import revision_of

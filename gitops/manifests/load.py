@@ -17,6 +17,7 @@ from gitops.manifests.checks import allowed_policy_exceptions, check_documents
 from gitops.manifests.compose import with_compose, without_delivered
 from gitops.manifests.parse import (
     DEFAULT_LIMITS,
+    Document,
     Limits,
     ManifestError,
     load_documents,
@@ -39,15 +40,10 @@ class LoadOutcome:
         return self.desired is not None and not self.errors
 
 
-def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS,
-              key: SecretKey | None = None) -> LoadOutcome:
-    """Load, validate and model the manifests below ``root``. ``desired`` is None when any error is found.
-
-    ``key`` digests secret values (secret_key.installation_key): pass it whenever the result is compared
-    with containers on hosts. Without it a throwaway key is made, which is only right when nothing made
-    under another load is compared (validate; plan --base passes one key to both of its loads).
-    """
-    root = Path(root)
+def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS
+                   ) -> tuple[list[Document], list[ManifestError], list[Document]]:
+    """Every gitops/v1 document of the repository (compose stacks translated), every error found up to the
+    semantic checks and policy, and the documents valid against their schema."""
     loaded = load_documents(root, limits=limits)
 
     def read_text(relative: str) -> str | None:
@@ -63,6 +59,19 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     broken = [d for d in documents if id(d) not in valid_ids]
     if loaded.complete:  # else documents are missing: "no Project", "unknown host" would be noise
         errors += check_documents(valid, broken=broken, project_explained=project_explained)
+    return documents, errors, valid
+
+
+def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS,
+              key: SecretKey | None = None) -> LoadOutcome:
+    """Load, validate and model the manifests below ``root``. ``desired`` is None when any error is found.
+
+    ``key`` digests secret values (secret_key.installation_key): pass it whenever the result is compared
+    with containers on hosts. Without it a throwaway key is made, which is only right when nothing made
+    under another load is compared (validate; plan --base passes one key to both of its loads).
+    """
+    root = Path(root)
+    documents, errors, valid = read_documents(root, limits=limits)
     outcome = LoadOutcome(root, None, errors, len(documents))
     if errors:
         outcome.errors = sorted(set(errors))
