@@ -46,7 +46,10 @@ def test_converted_manifests_plan_exactly_as_the_compose_file(tmp_path: Path, na
                                             "volumes": []}]}))
     plans = [run_gitops("plan", str(root), "--observed", str(empty), "--format", "json", tmp=tmp_path).stdout
              for root in (original, moved)]
-    assert json.loads(plans[0])["steps"] == json.loads(plans[1])["steps"] != []
+    steps = [json.loads(text)["steps"] for text in plans]
+    assert [s.pop("source") for s in steps[0] if s["kind"] == "service"][0].startswith("compose.yaml:")
+    assert [s.pop("source") for s in steps[1] if s["kind"] == "service"][0].startswith("gitops.yaml:")
+    assert steps[0] == steps[1] != []  # the same plan, but for where each service is written
 
 
 def test_convert_without_compose_files_or_with_errors_says_so(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def test_plan_between_two_refs_needs_no_docker(remote, tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     out = proc.stdout
     assert f"### gitops plan: `pr` at `{head[:12]}`" in out
-    assert "| + | `api[0]` | `local` | create | new instance |" in out
+    assert "| + | `api[0]` | `local` | create | new instance (`api.yaml:4`) |" in out
     assert "| ~ | `web[0]` | `local` | update |" in out and "| + | `web[2]` | `local` | create |" in out
     assert "prune is off: old" in out  # removal of a service is shown, and why nothing is removed
     assert "+ image: local/web:2" in out

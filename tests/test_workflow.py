@@ -83,7 +83,7 @@ def test_a_pull_request_with_changes_gets_a_markdown_plan(pull_request, tmp_path
     comment = (clone / "plan.md").read_text()
     # the plan.md the step writes into the checkout does not make the revision "-dirty"
     assert comment.splitlines()[0] == f"### gitops plan: `shop` at `{head[:12]}`"
-    assert "| + | `web[2]` | `local` | create | new instance |" in comment
+    assert "| + | `web[2]` | `local` | create | new instance (`services/web.yaml:5`) |" in comment
 
 
 def test_a_pull_request_without_changes_says_so(pull_request, tmp_path: Path) -> None:

@@ -229,6 +229,7 @@ class ServiceSpec:
     init: bool = False
     files: tuple[RepoFile, ...] = ()
     secret_key_id: str = ""  # SecretKey.id of the key its secret digests were made with; "" without secrets
+    source: str = ""  # FILE:LINE where it is declared (a manifest or a compose file), for plans; not in the spec
 
     def container_config(self) -> dict[str, Any]:
         """What a container of this service is made of: the fields whose change means a new container.

@@ -157,6 +157,7 @@ class Step:
     depends_on: tuple[str, ...] = ()
     ops: tuple[Op, ...] = ()
     finding: Finding | None = None
+    source: str = ""  # FILE:LINE of the manifest or compose service it comes from ("" for removals)
 
     @property
     def label(self) -> str:
@@ -226,6 +227,7 @@ class Plan:
                 ops=tuple(Op(o["kind"], o["container"], args_from_dict(o["kind"], o.get("args", {})), o.get("undo"))
                           for o in s.get("ops", [])),
                 finding=Finding(s["finding"]) if s.get("finding") else None,
+                source=s.get("source", ""),
             ))
         return cls(data["project"], data["revision"], tuple(steps), data.get("desired_fingerprint", ""),
                    data.get("observed_fingerprint", ""), tuple(data.get("warnings", [])),
@@ -409,7 +411,8 @@ def render_text(plan: Plan, *, color: bool = False, show_unchanged: bool = False
     heads = [f"{SYMBOLS[s.action]} {escape_text(s.label)} on {escape_text(s.host)}" for s in shown]
     width = max((len(head) for head in heads), default=0)
     for step, head in zip(shown, heads, strict=True):
-        lines.append((STYLES[step.action], f"{head.ljust(width)} {step.action}: {step.reason}"))
+        where = f" [{step.source}]" if step.source and step.action != "noop" else ""
+        lines.append((STYLES[step.action], f"{head.ljust(width)} {step.action}: {step.reason}{where}"))
         lines += [("", f"      {change.describe()}") for change in step.changes]
     return "\n".join(_c(color, style, ci_safe_line(escape_text(text))) for style, text in lines) + "\n"
 
@@ -454,7 +457,8 @@ def render_markdown(plan: Plan) -> str:
     out += ["| | what | host | action | why |", "|---|---|---|---|---|"]
     for step in changes:
         out.append(f"| {SYMBOLS[step.action]} | {md_cell(md_code(step.label))} | {md_cell(md_code(step.host))} "
-                   f"| {md_text(step.action)} | {md_text(step.reason)} |")
+                   f"| {md_text(step.action)} | {md_text(step.reason)}"
+                   + (f" ({md_code(step.source)})" if step.source else "") + " |")
     detailed = [st for st in changes if st.changes]
     if detailed:
         diff: list[str] = []

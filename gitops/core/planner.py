@@ -491,4 +491,10 @@ def plan(desired: DesiredState, observed: ObservedState, *, options: PlanOptions
     order = _service_order(desired.services)
     ordered = tuple(sorted(desired.services, key=lambda s: (order.get(s.name, 0), s.name)))
     planner = _Planner(dataclasses.replace(desired, services=ordered), observed, options)
-    return planner.run()
+    made = planner.run()
+    sources = {s.name: s.source for s in desired.services if s.source}
+    if not sources:
+        return made
+    return dataclasses.replace(made, steps=tuple(
+        dataclasses.replace(step, source=sources[step.name]) if step.kind == "service" and step.name in sources
+        and step.action != "remove" else step for step in made.steps))

@@ -220,6 +220,7 @@ class _Builder:
             init=spec.get("init", False),
             files=files,
             secret_key_id=self.key.id if any(e.secret for e in env) or any(f.secret for f in files) else "",
+            source=doc.origin,
         )
 
     def host(self, doc: Document) -> HostSpec:

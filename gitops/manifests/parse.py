@@ -155,6 +155,11 @@ class Document:
         line, col = self.where(path, key=key)
         return ManifestError(self.file, line, col, message)
 
+    @property
+    def origin(self) -> str:
+        """FILE:LINE where the document names what it declares, as a plan shows it."""
+        return f"{self.file}:{self.where(('metadata', 'name'))[0]}"
+
 
 @dataclass
 class LoadResult:

@@ -41,6 +41,11 @@ class ComposeDocument(Document):
                 return file, line, col
         return self.file, self.line, 1
 
+    @property
+    def origin(self) -> str:
+        file, line, _ = self.locate(("metadata", "name"))
+        return f"{file}:{line}"
+
     def where(self, path: JsonPath, *, key: bool = False) -> tuple[int, int]:
         return self.locate(path, key=key)[1:]
 
