@@ -110,7 +110,7 @@ def test_5000_deep_nesting(tmp_path: Path) -> None:
              "block-list.yaml": "- " * 5000 + "x\n",
              "block-mapping.yaml": "".join(" " * i + "a:\n" for i in range(1400))}
     assert refused(tmp_path, files) == [f"{where}: nesting deeper than 64 levels" for where in (
-        "block-list.yaml:1:129", "block-mapping.yaml:65:65", "flow-list.yaml:1:68", "flow-mapping.yaml:1:256")]
+        "block-list.yaml:1:129", "block-mapping.yaml:65:65", "flow-list.yaml:1:67", "flow-mapping.yaml:1:256")]
 
 
 def test_50_mb_file(tmp_path: Path) -> None:

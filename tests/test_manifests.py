@@ -197,3 +197,20 @@ def test_referenced_path_relative_to_the_manifest(tmp_path: Path) -> None:
     assert read_repo_file(root, "../config/a.env", base="services/api.yaml") == "A=1\n"
     assert read_repo_file(root, "link.env", base="services/api.yaml") == "A=1\n"
     assert resolve_inside(root, "config/a.env") == (root / "config" / "a.env").resolve()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("a: [b:/c, d]\n", {"a": ["b:/c", "d"]}),  # YAML 1.2 allows ':' in a flow plain scalar; libyaml does not
+    ("a: x\u2028y\n", {"a": "x\u2028y"}),  # a character in YAML 1.2, a line break in YAML 1.1
+    ("a: 0o17\nb: 017\nc: yes\n", {"a": 15, "b": 17, "c": "yes"}),  # the 1.2 core schema either way
+])
+def test_yaml_is_read_as_yaml_1_2_whichever_parser_reads_it(text: str, expected: dict[str, object]) -> None:
+    (doc,) = parse_documents(text, "f.yaml").documents
+    assert doc.data == expected
+
+
+def test_libyaml_reads_manifests_when_installed() -> None:
+    """ruamel.yaml.clib is a dependency: without it every load is ~15x slower (bench/bench_compose.py)."""
+    from gitops.manifests import parse
+
+    assert parse._PURE is False
