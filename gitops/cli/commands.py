@@ -265,7 +265,6 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     from gitops.core.plan import render_markdown
     from gitops.core.planner import PlanError, PlanOptions
     from gitops.core.planner import plan as make_plan
-    from gitops.engine.observe import open_hosts
     from gitops.source import SourceError
 
     if repo_url and path:
@@ -295,6 +294,8 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
         except PlanError as exc:
             raise CliError(str(exc)) from exc
     else:
+        from gitops.engine.observe import open_hosts  # docker-py: only when the live hosts are asked
+
         with open_hosts(desired) as hosts:
             plan = _make_plan(desired, hosts, allow_empty, state_dir)
     if out is not None:
