@@ -4,11 +4,14 @@ depends_on conditions, replicas rolled start-first under a 50 ms probe, and a fa
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.hostile import run_gitops
 from tests.sampling import Prober
 
 pytestmark = pytest.mark.docker
@@ -136,3 +139,21 @@ def test_a_failing_health_check_is_rolled_back_and_reported(deploy, docker_clien
     assert outcome.status == "rolled_back" and "health check failed" in outcome.message
     assert probe.failures == [] and "web v1" in probe.bodies
     assert {c.image.tags[0] for c in containers(docker_client, project_name, "web")} == {"local/web:1"}
+
+
+def test_example_compose_applies_and_rolls_as_the_readme_says(docker_client, project_name, tmp_path) -> None:
+    """The README's compose example, through the CLI: apply, then WEB_TAG=2 in .env rolls web to v2."""
+    root = tmp_path / "example-compose"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "example-compose", root)
+    (root / "project.yaml").write_text(f"apiVersion: gitops/v1\nkind: Project\nmetadata: {{name: {project_name}}}\n")
+    state = ("--state-dir", str(tmp_path / "state"))
+    first = run_gitops("apply", str(root), "--yes", *state, tmp=tmp_path, timeout=180)
+    assert first.returncode == 0, first.stderr
+    webs = containers(docker_client, project_name, "web")
+    assert len(webs) == 2 and run(webs[0], "cat", "/www/about.html").startswith("<p>A compose stack")
+    (root / ".env").write_text("WEB_TAG=2\nLOG_LEVEL=info\n")
+    planned = run_gitops("plan", str(root), *state, tmp=tmp_path)
+    assert "~ web[0] on local" in planned.stdout and "image: local/web:1 -> local/web:2" in planned.stdout
+    second = run_gitops("apply", str(root), "--yes", *state, tmp=tmp_path, timeout=180)
+    assert second.returncode == 0, second.stderr
+    assert {c.image.tags[0] for c in containers(docker_client, project_name, "web")} == {"local/web:2"}
