@@ -173,6 +173,7 @@ class LoadResult:
     documents: list[Document]
     errors: list[ManifestError]
     complete: bool = True  # False: a budget stopped the reading early, so documents may be missing
+    files: list[str] = field(default_factory=list)  # every manifest file found, read or not
 
 
 class _Refused(Exception):
@@ -746,6 +747,7 @@ def load_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS) -> LoadResult
         return result
     budget = repo_budget(limits)
     for relative, text, error in iter_manifest_texts(root, limits=limits):
+        result.files.append(relative)
         if error is not None:
             result.errors.append(error)
             continue

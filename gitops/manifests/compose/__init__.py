@@ -16,11 +16,12 @@ from gitops.manifests.parse import Document, ManifestError
 __all__ = ["COMPOSE_FILE_NAMES", "is_compose_name", "with_compose", "without_delivered"]
 
 
-def with_compose(documents: list[Document], read_text: ReadText, check_schema: Callable[[Document], list[ManifestError]]
+def with_compose(documents: list[Document], files: list[str], read_text: ReadText,
+                 check_schema: Callable[[Document], list[ManifestError]]
                  ) -> tuple[list[Document], list[ManifestError], bool]:
     """The documents to validate, the compose errors, and whether the compose stacks took care of the Project
     (made one from their name:, or reported that they have none)."""
-    files = sorted({d.file for d in documents})
+    files = sorted(set(files))
     projects = [d for d in documents if d.kind == "Project" and not is_compose_name(d.file)]
     stacks, errors = find_stacks(files, projects)
     compose_files = {f for s in stacks for f in s.files} | {f for f in files if is_compose_name(f)}

@@ -137,9 +137,10 @@ def _shared_once(docs: list[Document], errors: list[ManifestError]) -> list[Docu
 def _one_stack(stack: Stack, parsed: Mapping[str, list[Document]], read_text: ReadText,
                check_schema: SchemaCheck) -> tuple[list[Document], list[ManifestError], tuple[str, str] | None]:
     errors: list[ManifestError] = []
+    named = _project_name(stack, parsed)
     variables, problems = _variables(stack, read_text)
     if problems:
-        return [], problems, None
+        return [], problems, named
     merged: dict[str, Any] = {}
     origins: dict[JsonPath, Origin] = {}
     for file in stack.files:
@@ -159,7 +160,6 @@ def _one_stack(stack: Stack, parsed: Mapping[str, list[Document]], read_text: Re
         errors += shaped
         if not refused and not shaped:
             _merge_file(merged, data, origin, origins)
-    named = _project_name(stack, parsed)
     if errors:
         return [], errors, named
     selected = set(stack.profiles)
@@ -231,18 +231,31 @@ def _without_extensions(value: Any, path: JsonPath) -> Any:
     return value
 
 
+MAX_INTERPOLATED = 4 * 1024 * 1024  # characters made by interpolation in one file: 10,000 uses of a 256 KiB value
+# would otherwise be 2.5 GB of strings from a 1 MiB file
+
+
 def _interpolated(value: Any, variables: Mapping[str, str], origin: Origin, path: JsonPath,
-                  errors: list[ManifestError]) -> Any:
+                  errors: list[ManifestError], made: list[int] | None = None) -> Any:
+    made = [0] if made is None else made
     if isinstance(value, str):
+        if "$" not in value or made[0] > MAX_INTERPOLATED:
+            return value
         try:
-            return interpolate(value, variables)
+            result = interpolate(value, variables)
         except InterpolationError as exc:
             errors.append(compose_error(origin, path, f"{format_path(path)}: {exc.message}"))
             return value
+        made[0] += len(result)
+        if made[0] > MAX_INTERPOLATED:
+            errors.append(compose_error(origin, path, f"{format_path(path)}: interpolation made more than "
+                                        f"{MAX_INTERPOLATED} characters in this file; use fewer or shorter variables"))
+            return value
+        return result
     if isinstance(value, dict):
-        return {k: _interpolated(v, variables, origin, (*path, k), errors) for k, v in value.items()}
+        return {k: _interpolated(v, variables, origin, (*path, k), errors, made) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolated(v, variables, origin, (*path, i), errors) for i, v in enumerate(value)]
+        return [_interpolated(v, variables, origin, (*path, i), errors, made) for i, v in enumerate(value)]
     return value
 
 
