@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitops.core.model import DesiredState, ephemeral_key
+from gitops.manifests.compose import refusals as r
 from gitops.manifests.load import load_repo
 from tests.conftest import PROJECT, service, write_files
 from tests.hostile import run_gitops
@@ -448,3 +449,40 @@ def test_compose_files_in_the_style_of_well_known_examples_validate_and_plan(tmp
     steps = json.loads(planned.stdout)["steps"]
     shown = [f"{s['kind']} {s['name']}" if s["kind"] != "service" else f"{s['name']}[{s['slot']}]" for s in steps]
     assert sorted(shown) == sorted(creates) and {s["action"] for s in steps} == {"create"}
+
+
+def _refusal_cases() -> list[tuple[str, str, str]]:
+    """(compose text, the refused field's path, its message) for every entry of the refusal tables."""
+    cases = []
+    for key, message in r.SERVICE.items():
+        cases.append((f"name: s\nservices:\n  web:\n    image: a\n    {key}: 1\n", f"services.web.{key}", message))
+    for key, message in r.DEPLOY.items():
+        value = "global" if key == "mode" else "1"
+        cases.append((f"name: s\nservices:\n  web:\n    image: a\n    deploy:\n      {key}: {value}\n",
+                      f"services.web.deploy.{key}", message))
+    for table, where in ((r.UPDATE, "update_config"), (r.PLACEMENT, "placement"), (r.HEALTHCHECK, None),
+                         (r.RESOURCES, "resources.limits"), (r.RESERVATIONS, "resources.reservations")):
+        for key, message in table.items():
+            if not message:
+                continue
+            if where is None:
+                text = f"name: s\nservices:\n  web:\n    image: a\n    healthcheck:\n      {key}: 1s\n"
+                path = f"services.web.healthcheck.{key}"
+            else:
+                nested = "".join(f"{'  ' * (3 + i)}{part}:\n" for i, part in enumerate(where.split(".")))
+                text = (f"name: s\nservices:\n  web:\n    image: a\n    deploy:\n{nested}"
+                        f"{'  ' * (3 + len(where.split('.')))}{key}: 1\n")
+                path = f"services.web.deploy.{where}.{key}"
+            cases.append((text, path, message))
+    cases.append(("name: s\ninclude: [a.yaml]\nservices:\n  web: {image: a}\n", "include", r.TOP["include"]))
+    return cases
+
+
+@pytest.mark.parametrize(("compose", "path", "message"), _refusal_cases(), ids=lambda v: v if "\n" not in v else "")
+def test_every_refused_field_gives_its_message_at_its_line(tmp_path: Path, compose: str, path: str,
+                                                           message: str) -> None:
+    line = compose.splitlines().index(next(x for x in compose.splitlines() if x.strip().startswith(
+        path.rsplit(".", 1)[-1] + ":"))) + 1
+    found = errors(stack(tmp_path, compose))
+    assert [e for e in found if e.startswith(f"compose.yaml:{line}:")] == [
+        next(e for e in found if f": {path}: {message}" in e)], found
