@@ -229,7 +229,7 @@ def test_a_service_without_networks_joins_the_stacks_default_network_by_its_name
      "unless-stopped (a retry count is not supported)"),
     ("services:\n  web: {image: a, networks: [front]}\nnetworks:\n  front: {external: true}\n",
      "compose.yaml:4:21: networks.front.external: external networks are not supported yet; let gitops create the "
-     "network (remove external), or attach by network_mode"),
+     "network (remove external)"),
     ("services:\n  web: {image: a, deploy: {placement: {constraints: ['node.role == manager']}}}\n",
      "compose.yaml:2:54: services.web.deploy.placement.constraints[0]: only node.labels.KEY == VALUE maps onto "
      "gitops (a Host label selector); for host names use x-gitops: {placement: {hosts: [...]}}"),
@@ -486,3 +486,83 @@ def test_every_refused_field_gives_its_message_at_its_line(tmp_path: Path, compo
     found = errors(stack(tmp_path, compose))
     assert [e for e in found if e.startswith(f"compose.yaml:{line}:")] == [
         next(e for e in found if f": {path}: {message}" in e)], found
+
+
+@pytest.mark.parametrize(("short", "expected"), [
+    ("8080:80", (80, 8080, "tcp", "")), ("80:80/udp", (80, 80, "udp", "")), ("80", (80, None, "tcp", "")),
+    ("127.0.0.1:8080:80", (80, 8080, "tcp", "127.0.0.1")), ("127.0.0.1::80", (80, None, "tcp", "127.0.0.1")),
+    ("[::1]:8080:80", (80, 8080, "tcp", "::1")),
+])
+def test_short_port_syntax(tmp_path: Path, short: str, expected: tuple[object, ...]) -> None:
+    web = load(stack(tmp_path, f"name: s\nservices:\n  web:\n    image: a\n    ports: ['{short}']\n")).service("web")
+    assert [(p.container, p.host, p.protocol, p.host_ip) for p in web.ports] == [expected]
+
+
+def test_env_files_are_read_with_compose_rules(tmp_path: Path) -> None:
+    root = stack(tmp_path, "name: s\nservices:\n  web:\n    image: a\n    env_file: app.env\n"
+                           "    environment: {B: from-environment}\n",
+                 _DOT_env="HOST=db\n", app_DOT_env='export A="x y"\nB=from-file\nD=val # a comment\nC=${HOST}-z\n')
+    web = load(root).service("web")
+    assert {e.name: e.value for e in web.env} == {"A": "x y", "B": "from-environment", "C": "db-z", "D": "val"}
+    (root / "app.env").write_text("A='unterminated\n")
+    assert errors(root) == ["app.env:1:1: unterminated single-quoted value: add the closing '"]
+
+
+@pytest.mark.parametrize(("service", "message"), [
+    ("x-gitops: true", "compose.yaml:5:15: services.web.x-gitops: expected object, got boolean true"),
+    ("healthcheck: {disable: true}",
+     "compose.yaml:5:18: services.web.healthcheck: turning off the image's own HEALTHCHECK is not supported yet "
+     "(Docker would still run it); remove the healthcheck to keep the image's, or give a test"),
+    ("volumes: ['./conf:/conf:z']",
+     "compose.yaml:5:15: services.web.volumes[0]: mode z is not supported (SELinux relabels and propagation are not "
+     "mapped); use ro or rw"),
+    ("volumes: [{type: volume, source: d, target: /d, volume: {nocopy: true}}]\nvolumes: {d: {}}",
+     "compose.yaml:5:15: services.web.volumes[0]: volume.nocopy and bind.create_host_path are not supported; remove "
+     "them"),
+    ("volumes: ['.:/app']",
+     "compose.yaml:5:15: services.web.volumes[0]: '.' is the stack's own folder or above it: its .env (the "
+     "variables, often passwords) and compose files would be copied into the container; bind a subfolder or the "
+     "files the service needs"),
+    ("depends_on: {db: {condition: service_started, restart: true}}\n  db: {image: b}",
+     "compose.yaml:5:22: services.web.depends_on.db: required: false and restart: true are not supported (gitops does "
+     "not restart dependents when a dependency is replaced); remove them"),
+    ("container_name: db\n  db: {image: b}",
+     "compose.yaml:5:21: services.web.container_name: 'db' is already the name of service db; container names must "
+     "be unique"),
+    ("volumes: ['Data:/a']\nvolumes: {Data: {}}",
+     "compose.yaml:6:11: volumes.Data: 'Data' is not valid: Lower-case letters, digits, '-', '_' and '.', starting and "
+     "ending with a letter or digit, at most 63 characters."),
+])
+def test_settings_compose_would_apply_are_never_dropped_or_merged_silently(tmp_path: Path, service: str,
+                                                                          message: str) -> None:
+    (conf := tmp_path / "repo" / "conf").mkdir(parents=True)
+    (conf / "x").write_text("x\n")
+    lines = service.split("\n")
+    body = "\n".join([f"    {lines[0]}", *lines[1:]])
+    found = errors(stack(tmp_path, f"name: s\nservices:\n  web:\n    image: a\n{body}\n"))
+    assert message in found, found
+
+
+def test_an_override_file_beside_the_compose_file_is_merged_as_compose_does(tmp_path: Path) -> None:
+    root = stack(tmp_path, "name: s\nservices:\n  web: {image: 'a:1', environment: {A: '1'}}\n",
+                 compose_DOT_override_DOT_yaml="services:\n  web: {image: 'a:2', environment: {B: '2'}}\n")
+    web = load(root).service("web")
+    assert web.image == "a:2" and {e.name: e.value for e in web.env} == {"A": "1", "B": "2"}
+
+
+def test_a_dependency_left_out_by_profiles_is_named(tmp_path: Path) -> None:
+    root = stack(tmp_path, "name: s\nservices:\n  web: {image: a, depends_on: [mail]}\n"
+                           "  mail: {image: m, profiles: [mail]}\n")
+    assert errors(root) == ["compose.yaml:3:31: services.web.depends_on: mail is only in profiles mail, which are "
+                            "not selected; select one in the Project's spec.compose profiles"]
+
+
+def test_one_mistake_is_reported_once(tmp_path: Path) -> None:
+    """A stack with an error does not also make its config files manifests, nor lose its name."""
+    root = stack(tmp_path, "name: s\nservices:\n  prom:\n    image: p\n    imagee: q\n"
+                           "    volumes: ['./prometheus:/etc/prometheus']\n",
+                 prometheus__prometheus_DOT_yml="global: {}\n", prometheus__ds_DOT_yml="apiVersion: 1\n")
+    assert errors(root) == ["compose.yaml:5:5: services.prom.imagee: unknown field 'imagee'; did you mean 'image'?"]
+    (root / "compose.yaml").write_text("name: s\nservices:\n  prom: {image: [\n")
+    found = errors(root)
+    assert len(found) == 1 and found[0].startswith("compose.yaml:4:1: invalid YAML"), found

@@ -51,9 +51,9 @@ def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS
             return None
         return read_repo_file(root, relative, limits=limits)
 
-    documents, compose_errors, project_explained = with_compose(loaded.documents, loaded.files, read_text,
-                                                                validate_compose)
-    documents = without_delivered(documents)
+    documents, compose_errors, project_explained, delivered = with_compose(loaded.documents, loaded.files,
+                                                                           read_text, validate_compose)
+    documents = without_delivered(documents, delivered)
     valid, schema_errors = validate_documents(documents)
     errors = loaded.errors + compose_errors + schema_errors
     valid_ids = {id(d) for d in valid}

@@ -626,17 +626,7 @@ def resolve_inside(root: Path, relative: str, *, base: str = "", folder_ok: bool
 
 def read_repo_file(root: Path, relative: str, *, base: str = "", limits: Limits = DEFAULT_LIMITS) -> str:
     path = resolve_inside(root, relative, base=base)
-    allowed = limits.max_referenced_file_bytes
-    try:
-        size = path.stat().st_size
-        if size > allowed:
-            raise RepoPathError(f"{_shown(relative)} is {size} bytes, more than the {allowed} allowed")
-        with path.open("rb") as handle:
-            raw = handle.read(allowed + 1)  # the file may have grown since stat
-    except OSError as exc:
-        raise RepoPathError(f"{_shown(relative)} cannot be read: {exc.strerror}") from exc
-    if len(raw) > allowed:
-        raise RepoPathError(f"{_shown(relative)} is more than the {allowed} bytes allowed")
+    raw = _read_bounded(path, relative, limits.max_referenced_file_bytes)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import posixpath
 from collections.abc import Sequence
+from typing import Any
 
 from ruamel.yaml import YAML
 
@@ -16,18 +17,28 @@ _KIND_ORDER = {"Project": 0, "Host": 1, "Network": 2, "Volume": 3, "Service": 4}
 
 
 def manifests_yaml(documents: Sequence[Document]) -> str:
-    """The documents made from compose files, one YAML document each; paths in them are relative to the folder
-    of the compose file they came from, which the header names."""
+    """The documents made from compose files, one YAML document each, with repository paths made relative to
+    the repository's top folder (stacks may live in several folders), where the header says to save them."""
     made = sorted((d for d in documents if isinstance(d, ComposeDocument)),
                   key=lambda d: (_KIND_ORDER.get(d.kind, 9), d.name))
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    folders = sorted({posixpath.dirname(d.file) or "the repository's top folder" for d in made})
     out = io.StringIO()
     out.write("# gitops/v1 manifests converted from compose files by `gitops convert`.\n")
-    out.write(f"# Paths are relative to {', '.join(folders)}: save this file there, then remove the compose files.\n")
+    out.write("# Save this file in the repository's top folder (paths below are relative to it), remove the compose\n"
+              "# files, and remove spec.compose from the Project manifest if it lists them.\n")
     for doc in made:
         out.write("---\n")
-        yaml.dump(doc.data, out)
+        yaml.dump(_from_top(doc), out)
     return out.getvalue()
+
+
+def _from_top(doc: ComposeDocument) -> dict[str, Any]:
+    """The document with the repository files it names relative to the top folder, not its compose file's."""
+    folder = posixpath.dirname(doc.file)
+    spec = doc.data.get("spec") or {}
+    if not folder or doc.kind != "Service" or not spec.get("files"):
+        return doc.data
+    files = [{**item, "source": posixpath.normpath(posixpath.join(folder, item["source"]))} for item in spec["files"]]
+    return {**doc.data, "spec": {**spec, "files": files}}

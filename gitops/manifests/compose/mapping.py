@@ -1,5 +1,6 @@
 """One compose service (already interpolated, merged and checked against schemas/compose.json) as a gitops/v1
-Service document, plus the Network and Volume documents of the stack. Pure: no files are read here.
+Service document, plus the Network and Volume documents of the stack. Pure apart from reading env files
+through the callable the stack passes in (compose reads them with its .env rules, not docker's).
 
 What each compose field becomes is listed in the README ("Compose files"). A field that cannot be mapped
 is an error naming the way out, never dropped; fields refused outright are in ``refusals.py``.
@@ -10,15 +11,17 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gitops.manifests.compose.document import ComposeDocument, Origin
-from gitops.manifests.parse import JsonPath, ManifestError
+from gitops.manifests.compose.interpolate import DotenvError, parse_dotenv
+from gitops.manifests.parse import JsonPath, ManifestError, RepoPathError
 
 API = "gitops/v1"
 SECRETS_DIR = "/run/secrets"
 _CONSTRAINT = re.compile(r"^\s*node\.labels\.([A-Za-z0-9_.-]+)\s*==\s*(\S+)\s*$")
-_PORT = re.compile(r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:]+)\]|(?P<ip>[0-9.]+)):)?(?:(?P<host>[0-9-]*):)?"
+_PORT = re.compile(r"^(?:(?:\[(?P<ip6>[0-9a-fA-F:]+)\]|(?P<ip>[0-9]+(?:\.[0-9]+){3})):)?(?:(?P<host>[0-9-]*):)?"
                    r"(?P<container>[0-9-]+)(?:/(?P<proto>tcp|udp|sctp))?$")
 _SIZE_UNITS = {"b": "", "k": "Ki", "kb": "Ki", "m": "Mi", "mb": "Mi", "g": "Gi", "gb": "Gi"}
 
@@ -27,11 +30,15 @@ class Mapper:
     """Builds the gitops documents of one stack; collects every error rather than stopping at the first."""
 
     def __init__(self, base_file: str, origins: dict[JsonPath, Origin], data: dict[str, Any],
-                 defaults: dict[str, Any]) -> None:
+                 defaults: dict[str, Any], read_text: Callable[[str], str | None] = lambda path: None,
+                 variables: Mapping[str, str] | None = None) -> None:
         self.file = base_file  # relative paths in the stack are relative to this file's folder
         self.origins = origins
         self.data = data
         self.defaults = defaults  # top-level x-gitops: settings every service of the stack takes
+        self.read_text = read_text  # env_file: repository path -> text (None: no such file); RepoPathError
+        self.variables = variables or {}
+        self.names_given: dict[str, str] = {}  # container_name -> the service that gives it
         self.errors: list[ManifestError] = []
         self.base: JsonPath = ()
         self.spec: dict[str, Any] = {}  # the service being mapped
@@ -63,62 +70,47 @@ class Mapper:
 
     # -- networks and volumes ---------------------------------------------------------------------------
     def networks(self, used: set[str]) -> list[ComposeDocument]:
-        out = []
-        declared = self.data.get("networks") or {}
-        for name in sorted(used):
-            item = declared.get(name) or {}
-            path: JsonPath = ("networks", name)
-            if item.get("external"):
-                self.fail((*path, "external"), f"networks.{name}.external: external networks are not supported "
-                          "yet; let gitops create the network (remove external), or attach by network_mode")
-                continue
-            spec: dict[str, Any] = {}
-            sources: dict[JsonPath, tuple[JsonPath, bool]] = {}
-            for ours, theirs in (("driver", "driver"), ("internal", "internal"), ("attachable", "attachable")):
-                if theirs in item:
-                    spec[ours] = item[theirs]
-                    sources[("spec", ours)] = ((*path, theirs), True)
-            if item.get("driver_opts"):
-                self.fail((*path, "driver_opts"), f"networks.{name}.driver_opts: not supported; remove it")
-            subnet = ((item.get("ipam") or {}).get("config") or [{}])[0].get("subnet")
-            if subnet:
-                spec["subnet"] = subnet
-                sources[("spec", "subnet")] = ((*path, "ipam", "config", 0, "subnet"), True)
-            if "labels" in item:
-                spec["labels"] = _as_map(item["labels"])
-                sources[("spec", "labels")] = ((*path, "labels"), True)
-            if item.get("name") not in (None, name):
-                self.fail((*path, "name"), f"networks.{name}.name: gitops names networks PROJECT_NAME itself; "
-                          "remove name")
-            out.append(self.document("Network", _dns_name(name), spec, path, sources))
-        return out
+        return self._objects("networks", "Network", used, ("driver", "internal", "attachable"))
 
     def volumes(self, used: set[str]) -> list[ComposeDocument]:
-        out = []
-        declared = self.data.get("volumes") or {}
-        for name in sorted(used):
-            item = declared.get(name) or {}
-            path: JsonPath = ("volumes", name)
-            if item.get("external"):
-                self.fail((*path, "external"), f"volumes.{name}.external: external volumes are not supported yet; "
-                          "let gitops create the volume (remove external)")
-                continue
-            spec: dict[str, Any] = {}
-            sources: dict[JsonPath, tuple[JsonPath, bool]] = {}
-            if "driver" in item:
-                spec["driver"] = item["driver"]
-                sources[("spec", "driver")] = ((*path, "driver"), True)
-            if item.get("driver_opts"):
-                spec["options"] = {str(k): str(v) for k, v in item["driver_opts"].items()}
-                sources[("spec", "options")] = ((*path, "driver_opts"), True)
-            if "labels" in item:
-                spec["labels"] = _as_map(item["labels"])
-                sources[("spec", "labels")] = ((*path, "labels"), True)
-            if item.get("name") not in (None, name):
-                self.fail((*path, "name"), f"volumes.{name}.name: gitops names volumes PROJECT_NAME itself; "
-                          "remove name")
-            out.append(self.document("Volume", _dns_name(name), spec, path, sources))
-        return out
+        return self._objects("volumes", "Volume", used, ("driver",))
+
+    def _objects(self, section: str, kind: str, used: set[str], same: tuple[str, ...]) -> list[ComposeDocument]:
+        """The Network or Volume documents of the top-level networks: or volumes: the services use."""
+        declared = self.data.get(section) or {}
+        made = (self._object(section, kind, name, declared.get(name) or {}, same) for name in sorted(used))
+        return [doc for doc in made if doc is not None]
+
+    def _object(self, section: str, kind: str, name: str, item: dict[str, Any],
+                same: tuple[str, ...]) -> ComposeDocument | None:
+        path: JsonPath = (section, name)
+        if item.get("external"):
+            self.fail((*path, "external"), f"{section}.{name}.external: external {section} are not supported yet; "
+                      f"let gitops create the {section.rstrip('s')} (remove external)")
+            return None
+        spec: dict[str, Any] = {}
+        sources: dict[JsonPath, tuple[JsonPath, bool]] = {}
+
+        def put(ours: str, value: Any, *theirs: str | int) -> None:
+            spec[ours] = value
+            sources[("spec", ours)] = ((*path, *theirs), True)
+
+        for key in same:
+            if key in item:
+                put(key, item[key], key)
+        if "labels" in item:
+            put("labels", _as_map(item["labels"]), "labels")
+        if item.get("driver_opts") and kind == "Volume":
+            put("options", {str(k): str(v) for k, v in item["driver_opts"].items()}, "driver_opts")
+        elif item.get("driver_opts"):
+            self.fail((*path, "driver_opts"), f"{section}.{name}.driver_opts: not supported; remove it")
+        subnet = ((item.get("ipam") or {}).get("config") or [{}])[0].get("subnet")
+        if subnet:
+            put("subnet", subnet, "ipam", "config", 0, "subnet")
+        if item.get("name") not in (None, name):
+            self.fail((*path, "name"), f"{section}.{name}.name: gitops names {section} PROJECT_NAME itself; "
+                      "remove name")
+        return self.document(kind, _dns_name(name), spec, path, sources)
 
     # -- a service ----------------------------------------------------------------------------------------
     def service(self, name: str, svc: dict[str, Any], networks_used: set[str],
@@ -191,31 +183,47 @@ class Mapper:
         self.src[("spec", ours)] = ((*self.base, *((theirs,) if isinstance(theirs, str) else theirs)), parallel)
 
     def _environment(self, name: str, svc: dict[str, Any]) -> None:
+        """env_file values (read with compose's .env rules: quotes, comments, interpolation), then environment,
+        which wins, as in compose. Both become ``env``: docker's --env-file rules would keep the quotes."""
         base: JsonPath = ("services", name)
-        if "environment" in svc:
-            env: dict[str, Any] = {}
-            raw = svc["environment"]
+        env: dict[str, Any] = {}
+        raw_files = svc.get("env_file")
+        for index, item in enumerate([raw_files] if isinstance(raw_files, str) else raw_files or []):
+            where: JsonPath = (*base, "env_file") if isinstance(raw_files, str) else (*base, "env_file", index)
+            label = f"services.{name}.env_file" + ("" if isinstance(raw_files, str) else f"[{index}]")
+            if isinstance(item, dict):
+                if item.get("required") is False:
+                    self.fail((*where, "required"), f"{label}.required: optional env files are not supported: a "
+                              "missing file is an error")
+                    continue
+                item = item["path"]
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(self.file), item))
+            try:
+                text = self.read_text(path)
+            except RepoPathError as exc:
+                self.fail(where, f"{label}: {exc}")
+                continue
+            if text is None:
+                self.fail(where, f"{label}: no file {item!r} in the repository")
+                continue
+            try:
+                env.update(parse_dotenv(text, self.variables))
+            except DotenvError as exc:
+                self.errors.append(ManifestError(path, exc.line, 1, exc.message))
+        raw = svc.get("environment")
+        if raw is not None:
             items = raw.items() if isinstance(raw, dict) else (_split_assignment(e) for e in raw)
             for index, (key, value) in enumerate(items):
-                where = (*base, "environment", key if isinstance(raw, dict) else index)
+                at = (*base, "environment", key if isinstance(raw, dict) else index)
                 if value is None:
-                    self.fail(where, f"services.{name}.environment.{key} has no value: gitops never passes on its "
+                    self.fail(at, f"services.{name}.environment.{key} has no value: gitops never passes on its "
                               "own environment (a plan must not depend on the machine that makes it); give a "
                               "value, or ${" + key + "} with the variable in the .env file")
                     continue
                 env[key] = value if isinstance(value, str) else _scalar(value)
-            self.put("env", env, "environment", isinstance(raw, dict))
-        if "env_file" in svc:
-            raw = svc["env_file"]
-            files = []
-            for index, item in enumerate([raw] if isinstance(raw, str) else raw):
-                if isinstance(item, dict):
-                    if item.get("required") is False:
-                        self.fail((*base, "env_file", index, "required"), f"services.{name}.env_file[{index}]."
-                                  "required: optional env files are not supported: a missing file is an error")
-                    item = item["path"]
-                files.append(item)
-            self.put("envFile", files, "env_file", not isinstance(raw, str))
+        if env:
+            self.put("env", env, "environment" if raw is not None else "env_file",
+                     isinstance(raw, dict) and not raw_files)
 
     def _ports(self, name: str, svc: dict[str, Any]) -> None:
         if "ports" not in svc:
@@ -272,15 +280,20 @@ class Mapper:
                     continue
                 source, target = parts[0], parts[1]
                 modes = set(parts[2].split(",")) if len(parts) == 3 else set()
-                unknown = modes - {"ro", "rw", "z", "Z"}
+                unknown = modes - {"ro", "rw"}
                 if unknown:
-                    self.fail(where, f"{label}: mode {','.join(sorted(unknown))} is not supported; use ro or rw")
+                    self.fail(where, f"{label}: mode {','.join(sorted(unknown))} is not supported (SELinux relabels "
+                              "and propagation are not mapped); use ro or rw")
                     continue
                 read_only = "ro" in modes
                 kind = "bind" if source.startswith((".", "/", "~")) else "volume"
             else:
                 kind, source, target = item["type"], item.get("source", ""), item["target"]
                 read_only = bool(item.get("read_only", False))
+                if (item.get("volume") or {}).get("nocopy") or (item.get("bind") or {}).get("create_host_path"):
+                    self.fail(where, f"{label}: volume.nocopy and bind.create_host_path are not supported; remove "
+                              "them")
+                    continue
                 if kind == "tmpfs":
                     mount: dict[str, Any] = {"type": "tmpfs", "target": target}
                     size = (item.get("tmpfs") or {}).get("size")
@@ -304,6 +317,10 @@ class Mapper:
             elif source.startswith("/"):
                 mounts.append({"type": "bind", "source": source, "target": target,
                                **({"readOnly": True} if read_only else {})})
+            elif all(part in (".", "..") for part in posixpath.normpath(source).split("/")):
+                self.fail(where, f"{label}: {source!r} is the stack's own folder or above it: its .env (the "
+                          "variables, often passwords) and compose files would be copied into the container; bind "
+                          "a subfolder or the files the service needs")
             else:
                 # the reconciler's disk is not the host's: repository files are copied into the container
                 files.append({"source": posixpath.normpath(source), "target": target})
@@ -385,7 +402,13 @@ class Mapper:
         for dep in raw:
             condition = "service_started"
             if isinstance(raw, dict):
-                condition = (raw[dep] or {}).get("condition", "service_started")
+                options = raw[dep] or {}
+                condition = options.get("condition", "service_started")
+                if options.get("required") is False or options.get("restart"):
+                    self.fail(("services", name, "depends_on", dep), f"services.{name}.depends_on.{dep}: required: "
+                              "false and restart: true are not supported (gitops does not restart dependents when "
+                              "a dependency is replaced); remove them")
+                    continue
             if condition == "service_completed_successfully":
                 self.fail(("services", name, "depends_on", dep), f"services.{name}.depends_on.{dep}: "
                           "service_completed_successfully is not supported until gitops runs one-shot jobs; run "
@@ -396,14 +419,17 @@ class Mapper:
 
     def _healthcheck(self, name: str, svc: dict[str, Any]) -> None:
         hc = svc.get("healthcheck")
-        if hc is None or hc.get("disable"):
+        if hc is None:
             return
         test = hc.get("test")
+        if hc.get("disable") or (isinstance(test, list) and test[:1] == ["NONE"]):
+            self.fail(("services", name, "healthcheck"), f"services.{name}.healthcheck: turning off the image's own "
+                      "HEALTHCHECK is not supported yet (Docker would still run it); remove the healthcheck to keep "
+                      "the image's, or give a test")
+            return
         if test is None:
             self.fail(("services", name, "healthcheck"), f"services.{name}.healthcheck: test is required (gitops "
                       "does not read the image's HEALTHCHECK)")
-            return
-        if isinstance(test, list) and test[:1] == ["NONE"]:
             return
         if isinstance(test, list) and test[:1] == ["CMD"]:
             command: Any = test[1:]
@@ -476,6 +502,13 @@ class Mapper:
             self.fail(("services", name, "container_name"), f"services.{name}.container_name: one name cannot "
                       "belong to several replicas; remove container_name (the service name is a network alias)")
             return
+        other = self.names_given.get(given) or (given if given in (self.data.get("services") or {}) and
+                                                given != name else None)
+        if other is not None:
+            self.fail(("services", name, "container_name"), f"services.{name}.container_name: {given!r} is already "
+                      f"the name of service {other}; container names must be unique")
+            return
+        self.names_given[given] = name
         for net in spec.get("networks") or []:
             if given not in net["aliases"]:
                 net["aliases"].append(given)
@@ -535,4 +568,6 @@ def _size(value: Any) -> Any:
 
 
 def _dns_name(name: str) -> str:
-    return name.lower()
+    """Names are kept as written: lower-casing them would merge Data and data into one volume without a word; the
+    gitops schema says when a name is not valid (lower-case letters, digits, '-', '_', '.')."""
+    return name

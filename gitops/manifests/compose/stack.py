@@ -25,12 +25,15 @@ from gitops.manifests.compose.refusals import refusals
 from gitops.manifests.parse import Document, JsonPath, ManifestError, RepoPathError, format_path
 
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+# merged after the file of the same folder, as `docker compose up` does without -f
+OVERRIDE_FILE_NAMES = ("compose.override.yaml", "compose.override.yml", "docker-compose.override.yaml",
+                       "docker-compose.override.yml")
 ReadText = Callable[[str], "str | None"]  # repository path -> text, None when no such file; RepoPathError
 SchemaCheck = Callable[[Document], list[ManifestError]]
 
 
 def is_compose_name(relative: str) -> bool:
-    return posixpath.basename(relative) in COMPOSE_FILE_NAMES
+    return posixpath.basename(relative) in COMPOSE_FILE_NAMES + OVERRIDE_FILE_NAMES
 
 
 @dataclass
@@ -46,7 +49,7 @@ def find_stacks(manifest_files: list[str], projects: list[Document]) -> tuple[li
     declared = [(p, p.data.get("spec", {}).get("compose")) for p in projects if isinstance(p.data.get("spec"), dict)]
     declared = [(p, entries) for p, entries in declared if entries is not None]
     if not declared:
-        return [Stack([f]) for f in manifest_files if is_compose_name(f)], []
+        return _found_by_name(manifest_files)
     project, entries = declared[0]
     stacks: list[Stack] = []
     errors: list[ManifestError] = []
@@ -87,6 +90,23 @@ def find_stacks(manifest_files: list[str], projects: list[Document]) -> tuple[li
     return stacks, errors
 
 
+def _found_by_name(manifest_files: list[str]) -> tuple[list[Stack], list[ManifestError]]:
+    """A stack per compose-named file, with the override file of its folder merged after it."""
+    stacks, errors = [], []
+    for f in manifest_files:
+        if posixpath.basename(f) in COMPOSE_FILE_NAMES:
+            folder = posixpath.dirname(f)
+            overrides = [o for o in manifest_files if posixpath.dirname(o) == folder
+                         and posixpath.basename(o) in OVERRIDE_FILE_NAMES]
+            stacks.append(Stack([f, *overrides[:1]]))
+    bases = {posixpath.dirname(s.files[0]) for s in stacks}
+    for f in manifest_files:
+        if posixpath.basename(f) in OVERRIDE_FILE_NAMES and posixpath.dirname(f) not in bases:
+            errors.append(ManifestError(f, 0, 0, "an override file without a compose.yaml beside it to override; "
+                                        "list the files in the Project's spec.compose"))
+    return stacks, errors
+
+
 def stack_documents(stacks: list[Stack], parsed: Mapping[str, list[Document]], read_text: ReadText,
                     check_schema: SchemaCheck, project_name: str | None) -> tuple[list[Document], list[ManifestError]]:
     """The gitops/v1 documents of every stack; a Project document too when the repository has none."""
@@ -100,7 +120,8 @@ def stack_documents(stacks: list[Stack], parsed: Mapping[str, list[Document]], r
         if named:
             names.append(named)
     docs = _shared_once(docs, errors)
-    if project_name is None and stacks:
+    unread = any(f not in parsed for stack in stacks for f in stack.files)  # its YAML error says enough
+    if project_name is None and stacks and not (unread and not names):
         chosen = {n for n, _ in names}
         if not names:
             first = stacks[0].files[0]
@@ -163,12 +184,22 @@ def _one_stack(stack: Stack, parsed: Mapping[str, list[Document]], read_text: Re
     if errors:
         return [], errors, named
     selected = set(stack.profiles)
-    services = {name: svc for name, svc in (merged.get("services") or {}).items()
+    everything = merged.get("services") or {}
+    services = {name: svc for name, svc in everything.items()
                 if not svc.get("profiles") or selected & set(svc["profiles"])}
+    for name, svc in services.items():
+        for dep in svc.get("depends_on") or ():
+            if dep in everything and dep not in services:
+                errors.append(compose_error(origins[("services", name)], ("services", name, "depends_on", dep),
+                                            f"services.{name}.depends_on: {dep} is only in profiles "
+                                            f"{', '.join(everything[dep]['profiles'])}, which are not selected; "
+                                            "select one in the Project's spec.compose profiles"))
+    if errors:
+        return [], errors, named
     top = merged.get("x-gitops") or {}
     if not isinstance(top, dict):
         return [], [compose_error(origins[()], ("x-gitops",), "x-gitops: expected a mapping of settings")], None
-    mapper = Mapper(stack.files[0], origins, merged, top)
+    mapper = Mapper(stack.files[0], origins, merged, top, read_text, variables)
     networks_used: set[str] = set()
     volumes_used: set[str] = set()
     docs: list[Document] = []
