@@ -5,6 +5,7 @@ depends_on conditions, replicas rolled start-first under a 50 ms probe, and a fa
 from __future__ import annotations
 
 import shutil
+import socket
 import textwrap
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile import run_gitops
-from tests.sampling import Prober
+from tests.sampling import Prober, fetch
 
 pytestmark = pytest.mark.docker
 
@@ -157,3 +158,15 @@ def test_example_compose_applies_and_rolls_as_the_readme_says(docker_client, pro
     second = run_gitops("apply", str(root), "--yes", *state, tmp=tmp_path, timeout=180)
     assert second.returncode == 0, second.stderr
     assert {c.image.tags[0] for c in containers(docker_client, project_name, "web")} == {"local/web:2"}
+
+
+def test_a_host_colon_container_port_is_published_on_that_host_port(deploy, docker_client, project_name) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    compose = f"services:\n  web:\n    image: local/web:1\n    init: true\n    ports: ['{free}:8080']\n"
+    assert deploy({"compose.yaml": compose}).result.ok
+    (web,) = containers(docker_client, project_name, "web")
+    bindings = web.attrs["NetworkSettings"]["Ports"]["8080/tcp"]  # 0.0.0.0, and :: where IPv6 is on
+    assert {b["HostPort"] for b in bindings} == {str(free)} and "0.0.0.0" in {b["HostIp"] for b in bindings}
+    assert fetch(free).strip() == "web v1"
