@@ -44,8 +44,10 @@ from gitops.core.model import (
     VolumeSpec,
     container_labels,
     container_name,
+    network_docker_name,
     object_name,
     observed_container,
+    volume_docker_name,
 )
 from gitops.core.observed import converged, empty, unreachable, with_containers
 from gitops.core.ports import Created, Host, LeaseState
@@ -174,8 +176,8 @@ class FakeHost:
                      image=svc.image)
             # Docker keeps a health status only for the checks it runs itself (exec); gitops probes http/tcp
             self.containers[cid]["docker_health"] = svc.healthcheck is not None and svc.healthcheck.kind == "exec"
-            self.containers[cid]["networks"] = tuple(object_name(project, n.name) for n in svc.networks)
-            self.containers[cid]["volumes"] = tuple(object_name(project, m.source) for m in svc.mounts
+            self.containers[cid]["networks"] = tuple(network_docker_name(project, n) for n in svc.networks)
+            self.containers[cid]["volumes"] = tuple(volume_docker_name(project, m) for m in svc.mounts
                                                     if m.type == "volume")
             self.calls.append(("create", cid))
         return Created(cid)

@@ -228,8 +228,9 @@ def test_a_service_without_networks_joins_the_stacks_default_network_by_its_name
      "compose.yaml:2:28: services.web.restart: 'on-failure:3' is not supported; use no, always, on-failure or "
      "unless-stopped (a retry count is not supported)"),
     ("services:\n  web: {image: a, networks: [front]}\nnetworks:\n  front: {external: true}\n",
-     "compose.yaml:4:21: networks.front.external: external networks are not supported yet; let gitops create the "
-     "network (remove external)"),
+     "compose.yaml:4:21: networks.front.external: external network refused by policy rule 'external-network' (a "
+     "network gitops does not manage may join the container to other applications' traffic); if this is intended, "
+     "add 'external-network' to spec.policy.allow of the Project"),
     ("services:\n  web: {image: a, deploy: {placement: {constraints: ['node.role == manager']}}}\n",
      "compose.yaml:2:54: services.web.deploy.placement.constraints[0]: only node.labels.KEY == VALUE maps onto "
      "gitops (a Host label selector); for host names use x-gitops: {placement: {hosts: [...]}}"),
@@ -566,3 +567,35 @@ def test_one_mistake_is_reported_once(tmp_path: Path) -> None:
     (root / "compose.yaml").write_text("name: s\nservices:\n  prom: {image: [\n")
     found = errors(root)
     assert len(found) == 1 and found[0].startswith("compose.yaml:4:1: invalid YAML"), found
+
+
+def test_external_networks_and_volumes_are_used_by_their_docker_names_and_never_made(tmp_path: Path) -> None:
+    project = ("apiVersion: gitops/v1\nkind: Project\nmetadata: {name: s}\n"
+               "spec: {policy: {allow: [external-network, external-volume]}}\n")
+    root = stack(tmp_path, "services:\n  web:\n    image: a\n    networks: [proxy, default]\n"
+                           "    volumes: [shared:/data]\nnetworks:\n  proxy: {external: true, name: traefik_proxy}\n"
+                           "volumes:\n  shared: {external: true}\n", project_DOT_yaml=project)
+    desired = load(root)
+    web = desired.service("web")
+    assert [(n.name, n.external) for n in web.networks] == [("proxy", "traefik_proxy"), ("default", "")]
+    assert [(m.source, m.external) for m in web.mounts] == [("shared", "shared")]
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"hosts": [{"host": "local", "reachable": True, "containers": [], "networks": [],
+                                            "volumes": []}]}))
+    planned = json.loads(run_gitops("plan", str(root), "--observed", str(empty), "--format", "json",
+                                    tmp=tmp_path).stdout)
+    assert sorted(f"{s['kind']} {s['name']}" for s in planned["steps"]) == ["network default", "service web"]
+    assert {a["rule"] for a in planned["allowed_by_policy"]} == {"external-network", "external-volume"}
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{external: true, driver: overlay}", "spec.driver: an external network is not created or removed by gitops, "
+                                          "so driver would not be applied; remove it"),
+    ("{dockerName: other}", "spec.dockerName: only an external network has a Docker name of its own (gitops names "
+                            "its networks PROJECT_NAME); add external: true or remove it"),
+])
+def test_an_external_network_takes_no_settings_for_making_one(repo, spec: str, message: str) -> None:
+    project = PROJECT + "spec: {policy: {allow: [external-network]}}\n"
+    root = repo({"project.yaml": project, "net.yaml": f"apiVersion: gitops/v1\nkind: Network\nmetadata: {{name: n}}\n"
+                                                      f"spec: {spec}\n"}, project=False)
+    assert [e.split(": ", 1)[1] for e in errors(root)] == [message]

@@ -170,3 +170,42 @@ def test_a_host_colon_container_port_is_published_on_that_host_port(deploy, dock
     bindings = web.attrs["NetworkSettings"]["Ports"]["8080/tcp"]  # 0.0.0.0, and :: where IPv6 is on
     assert {b["HostPort"] for b in bindings} == {str(free)} and "0.0.0.0" in {b["HostIp"] for b in bindings}
     assert fetch(free).strip() == "web v1"
+
+
+def test_external_network_and_volume_are_joined_and_left_alone(deploy, docker_client, project_name) -> None:
+    """A network and a volume made outside gitops: the stack uses them by name and never changes them."""
+    net = docker_client.networks.create(f"{project_name}-proxy")  # not labelled: gitops does not own it
+    vol = docker_client.volumes.create(f"{project_name}-shared")
+    try:
+        compose = textwrap.dedent(f"""\
+            services:
+              web:
+                image: local/web:1
+                init: true
+                networks:
+                  proxy: {{aliases: [site]}}
+                volumes: [shared:/shared]
+            networks:
+              proxy: {{external: true, name: {project_name}-proxy}}
+            volumes:
+              shared: {{external: true, name: {project_name}-shared}}
+            """)
+        files = {"compose.yaml": compose}
+        allow = "spec: {policy: {allow: [external-network, external-volume]}}\n"
+        deploy.project_doc = lambda spec="": (f"apiVersion: gitops/v1\nkind: Project\nmetadata: {{name: "
+                                              f"{project_name}}}\n{allow}")  # type: ignore[method-assign]
+        assert deploy(files).result.ok
+        (web,) = containers(docker_client, project_name, "web")
+        endpoint = web.attrs["NetworkSettings"]["Networks"][f"{project_name}-proxy"]
+        assert "site" in endpoint["Aliases"] and "web" in endpoint["Aliases"]
+        assert any(m.get("Name") == f"{project_name}-shared" for m in web.attrs["Mounts"])
+        assert not deploy.plan(files).plan.has_changes
+        net.reload()
+        vol.reload()
+        assert "io.gitops.project" not in (net.attrs.get("Labels") or {})
+        assert "io.gitops.project" not in (vol.attrs.get("Labels") or {})
+    finally:
+        for c in containers(docker_client, project_name, "web"):
+            c.remove(force=True)
+        net.remove()
+        vol.remove(force=True)

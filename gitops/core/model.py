@@ -119,6 +119,7 @@ class Mount:
     source: str = ""
     read_only: bool = False
     size: int | None = None  # tmpfs bytes
+    external: str = ""  # the Docker name of an external volume (not managed by gitops); "" for managed ones
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ def content_digest(data: bytes) -> str:
 class NetworkAttachment:
     name: str
     aliases: tuple[str, ...] = ()
+    external: str = ""  # the Docker name of an external network (not managed by gitops); "" for managed ones
 
 
 @dataclass(frozen=True)
@@ -247,8 +249,11 @@ class ServiceSpec:
             "user": self.user,
             "hostname": self.hostname,
             "ports": [[p.container, p.host, p.protocol, p.host_ip] for p in self.ports],
-            "mounts": [[m.type, m.source, m.target, m.read_only, m.size] for m in self.mounts],
-            "networks": {n.name: sorted(n.aliases) for n in self.networks},
+            "mounts": [[m.type, m.source, m.target, m.read_only, m.size] + ([m.external] if m.external else [])
+                       for m in self.mounts],
+            "networks": {n.name: sorted(n.aliases) if not n.external else {"aliases": sorted(n.aliases),
+                                                                            "external": n.external}
+                         for n in self.networks},
             "labels": dict(self.labels),
             "cpus": self.cpus,
             "memory": self.memory,
@@ -307,6 +312,7 @@ class NetworkSpec:
     attachable: bool = False
     subnet: str = ""
     labels: tuple[tuple[str, str], ...] = ()
+    external: str = ""  # the Docker name of an existing network gitops never creates, changes or removes
 
     def config(self) -> dict[str, Any]:
         return {"driver": self.driver, "internal": self.internal, "attachable": self.attachable,
@@ -324,6 +330,7 @@ class VolumeSpec:
     options: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     remove: bool = False
+    external: str = ""  # the Docker name of an existing volume gitops never creates or removes
 
 
 @dataclass(frozen=True)
@@ -451,9 +458,9 @@ LABEL_NETWORK_HASHES = LABEL_PREFIX + "network-hashes"
 
 
 def network_hashes_label(svc: ServiceSpec, networks: dict[str, str]) -> str:
-    """The LABEL_NETWORK_HASHES value for ``svc``, from network name -> spec hash."""
+    """The LABEL_NETWORK_HASHES value for ``svc``, from network name -> spec hash (managed networks only)."""
     return ",".join(f"{n.name}={networks[n.name][:12]}" for n in sorted(svc.networks, key=lambda n: n.name)
-                    if n.name in networks)
+                    if n.name in networks and not n.external)
 
 
 def container_labels(project: str, svc: ServiceSpec, slot: int, revision: str,
@@ -500,6 +507,16 @@ def container_name(project: str, service: str, slot: int, spec_hash: str) -> str
 def object_name(project: str, name: str) -> str:
     """Docker name of a managed network or volume."""
     return f"{project}_{name}"
+
+
+def network_docker_name(project: str, attachment: NetworkAttachment) -> str:
+    """The Docker network a service joins: its external name, or the project's managed network."""
+    return attachment.external or object_name(project, attachment.name)
+
+
+def volume_docker_name(project: str, mount: Mount) -> str:
+    """The Docker volume a volume mount uses: its external name, or the project's managed volume."""
+    return mount.external or object_name(project, mount.source)
 
 
 # --- observed state as data (status --format json is also the snapshot plan --observed reads) ----------

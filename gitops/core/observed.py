@@ -21,8 +21,9 @@ from gitops.core.model import (
     ObservedState,
     canonical_json,
     container_name,
+    network_docker_name,
     network_hashes_label,
-    object_name,
+    volume_docker_name,
 )
 from gitops.errors import GitopsError
 
@@ -42,8 +43,8 @@ def converged(desired: DesiredState, *,
     for svc in desired.services:
         for inst in desired.instances(svc):
             name = container_name(project, svc.name, inst.slot, svc.spec_hash)
-            networks = tuple(sorted(object_name(project, n.name) for n in svc.networks))
-            volumes = tuple(sorted(object_name(project, m.source) for m in svc.mounts if m.type == "volume"))
+            networks = tuple(sorted(network_docker_name(project, n) for n in svc.networks))
+            volumes = tuple(sorted(volume_docker_name(project, m) for m in svc.mounts if m.type == "volume"))
             container = ObservedContainer(
                 host=inst.host, id=f"id-{name}", name=name, service=svc.name, slot=inst.slot,
                 spec_hash=svc.spec_hash, revision=desired.revision, state="running",

@@ -266,9 +266,10 @@ class _Planner:
         for svc in self.desired.services:
             hosts = {i.host for i in self.desired.instances(svc)}
             for net in svc.networks:
-                needs[("network", net.name)] |= hosts
+                if not net.external:  # an external network exists already and is never gitops' to make
+                    needs[("network", net.name)] |= hosts
             for mount in svc.mounts:
-                if mount.type == "volume":
+                if mount.type == "volume" and not mount.external:
                     needs[("volume", mount.source)] |= hosts
         networks = {n.name: n for n in self.desired.networks}
         for (kind, name), hosts in sorted(needs.items()):
@@ -470,7 +471,7 @@ class _Planner:
 
     def volume_removals(self) -> None:
         for vol in sorted(self.desired.volumes, key=lambda v: v.name):
-            if not vol.remove:
+            if not vol.remove or vol.external:
                 continue
             docker_name = object_name(self.project, vol.name)
             for host in sorted(self.reachable):

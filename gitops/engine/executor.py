@@ -226,7 +226,7 @@ class Executor:
         self._created: dict[str, str] = {}  # container id -> host, of every container this run created
         # (host, container id) found to carry this project's labels: labels never change, so once is enough
         self._owned: set[tuple[str, str]] = set()
-        self._network_hashes = {n.name: n.spec_hash for n in desired.networks}
+        self._network_hashes = {n.name: n.spec_hash for n in desired.networks if not n.external}
         # The Docker calls in flight, across units, instances and hosts. A stop is not counted: it mostly
         # waits out the old container's grace period, and waiting must not keep other work from Docker.
         self._slots = threading.BoundedSemaphore(max(1, concurrency))

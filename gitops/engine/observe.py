@@ -42,11 +42,12 @@ def observe_all(desired: DesiredState, hosts: Mapping[str, Host], *, trusted: Co
     for svc in desired.services:
         for inst in desired.instances(svc):
             if inst.host in want:
-                want[inst.host][0].update(object_name(desired.project.name, n.name) for n in svc.networks)
+                want[inst.host][0].update(object_name(desired.project.name, n.name) for n in svc.networks
+                                          if not n.external)
                 want[inst.host][1].update(object_name(desired.project.name, m.source) for m in svc.mounts
-                                          if m.type == "volume")
+                                          if m.type == "volume" and not m.external)
     for vol in desired.volumes:
-        if vol.remove:
+        if vol.remove and not vol.external:
             for sets in want.values():
                 sets[1].add(object_name(desired.project.name, vol.name))
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(hosts)))) as pool:

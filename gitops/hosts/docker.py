@@ -40,8 +40,10 @@ from gitops.core.model import (
     VolumeSpec,
     container_labels,
     container_name,
+    network_docker_name,
     object_name,
     observed_container,
+    volume_docker_name,
 )
 from gitops.core.ports import Created, LeaseState
 from gitops.errors import Conflict, HostError, HostUnreachable, NameConflict, NotFound
@@ -376,7 +378,7 @@ class DockerHost(_LeaseOps):
         labels = container_labels(project, svc, slot, revision, networks)
         mounts = []
         for m in svc.mounts:
-            source = object_name(project, m.source) if m.type == "volume" else (m.source or None)
+            source = volume_docker_name(project, m) if m.type == "volume" else (m.source or None)
             mounts.append(DockerMount(m.target, source, type=m.type, read_only=m.read_only,
                                       tmpfs_size=m.size if m.type == "tmpfs" else None))
         client = self.client
@@ -401,8 +403,8 @@ class DockerHost(_LeaseOps):
         networking = None
         first, rest = (svc.networks[0], svc.networks[1:]) if svc.networks else (None, ())
         if first is not None:
-            networking = client.create_networking_config({
-                object_name(project, first.name): client.create_endpoint_config(aliases=list(first.aliases) or None)})
+            endpoint = client.create_endpoint_config(aliases=list(first.aliases) or None)
+            networking = client.create_networking_config({network_docker_name(project, first): endpoint})
         healthcheck = None
         hc = svc.healthcheck
         if hc is not None and hc.kind == "exec":
@@ -418,7 +420,7 @@ class DockerHost(_LeaseOps):
             healthcheck=healthcheck, stop_signal=svc.stop_signal or None,
             stop_timeout=int(round(svc.stop_grace_period)), detach=True,
         )
-        return request, [(object_name(project, n.name), list(n.aliases)) for n in rest]
+        return request, [(network_docker_name(project, n), list(n.aliases)) for n in rest]
 
     def create_container(self, project: str, svc: ServiceSpec, slot: int, revision: str,
                          networks: dict[str, str] | None = None) -> Created:

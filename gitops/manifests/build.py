@@ -87,6 +87,8 @@ class _Builder:
         self.resolve_path = resolve_path
         self.key = key
         self.errors: list[ManifestError] = []
+        self.external_networks: dict[str, str] = {}  # manifest name -> Docker name, for external: true
+        self.external_volumes: dict[str, str] = {}
 
     def of_kind(self, kind: str) -> list[Document]:
         return sorted((d for d in self.docs if d.kind == kind), key=lambda d: d.name)
@@ -170,9 +172,10 @@ class _Builder:
         networks = []
         for net in spec.get("networks") or []:
             if isinstance(net, str):
-                networks.append(NetworkAttachment(net))
+                networks.append(NetworkAttachment(net, external=self.external_networks.get(net, "")))
             else:
-                networks.append(NetworkAttachment(net["name"], tuple(net.get("aliases") or ())))
+                networks.append(NetworkAttachment(net["name"], tuple(net.get("aliases") or ()),
+                                                  self.external_networks.get(net["name"], "")))
         env = self.env(doc, spec)
         files = self.files(doc, spec)
         return ServiceSpec(
@@ -188,7 +191,8 @@ class _Builder:
             ports=tuple(Port(p["container"], p.get("host"), p.get("protocol", "tcp"), p.get("hostIp", ""))
                         for p in spec.get("ports") or []),
             mounts=tuple(Mount(m["type"], m["target"], m.get("source", ""), m.get("readOnly", False),
-                               parse_size(m["size"]) if "size" in m else None)
+                               parse_size(m["size"]) if "size" in m else None,
+                               self.external_volumes.get(m.get("source", ""), "") if m["type"] == "volume" else "")
                          for m in spec.get("mounts") or []),
             networks=tuple(networks),
             labels=_pairs(spec.get("labels")),
@@ -251,11 +255,13 @@ class _Builder:
         hosts = tuple(self.host(d) for d in host_docs) or (HostSpec(LOCAL_HOST, ""),)
         networks = tuple(NetworkSpec(d.name, spec_of(d).get("driver", "bridge"), spec_of(d).get("internal", False),
                                      spec_of(d).get("attachable", False), spec_of(d).get("subnet", ""),
-                                     _pairs(labels_of(d)))
+                                     _pairs(labels_of(d)), external=_external(d))
                          for d in self.of_kind("Network"))
         volumes = tuple(VolumeSpec(d.name, spec_of(d).get("driver", "local"), _pairs(spec_of(d).get("options")),
-                                   _pairs(labels_of(d)), spec_of(d).get("remove", False))
+                                   _pairs(labels_of(d)), spec_of(d).get("remove", False), external=_external(d))
                         for d in self.of_kind("Volume"))
+        self.external_networks = {n.name: n.external for n in networks if n.external}
+        self.external_volumes = {v.name: v.external for v in volumes if v.external}
         defaults = pspec.get("defaults") or {}
         services = tuple(self.service(d, defaults, host_docs, project.self_heal) for d in self.of_kind("Service"))
         return DesiredState(project, hosts, networks, volumes, services)
@@ -263,6 +269,12 @@ class _Builder:
 
 def _dotted(path: tuple[str | int, ...]) -> str:
     return format_path(path)
+
+
+def _external(doc: Document) -> str:
+    """The Docker name of an external network or volume (spec.dockerName, else its name); "" when managed."""
+    spec = spec_of(doc)
+    return str(spec.get("dockerName") or doc.name) if spec.get("external") else ""
 
 
 def build_desired(docs: Sequence[Document], *, read_file: ReadFile, resolve_path: ResolvePath,

@@ -181,7 +181,25 @@ class _Checker:
         self.policy(project, services)
         self.cycles(services)
         self.port_clashes(services, hosts)
+        for kind in ("Network", "Volume"):
+            for doc in self.by_kind[kind].values():
+                self.external(doc)
         return self.errors
+
+    def external(self, doc: Document) -> None:
+        """An external network or volume exists already: gitops neither makes nor removes it, so the settings
+        for making or removing one would be dropped without a word."""
+        spec = spec_of(doc)
+        what = doc.kind.lower()
+        if not spec.get("external"):
+            if "dockerName" in spec:
+                self.err(doc, ("spec", "dockerName"), f"spec.dockerName: only an external {what} has a Docker name "
+                         f"of its own (gitops names its {what}s PROJECT_NAME); add external: true or remove it")
+            return
+        for key in ("driver", "internal", "attachable", "subnet", "labels", "options", "remove"):
+            if key in spec:
+                self.err(doc, ("spec", key), f"spec.{key}: an external {what} is not created or removed by "
+                         f"gitops, so {key} would not be applied; remove it")
 
     def unique_names(self) -> None:
         for doc in self.docs:

@@ -47,6 +47,9 @@ POLICY_RULES: dict[str, str] = {
     "volume-driver": "a volume plugin takes options only it understands, and may mount host paths",
     "network-driver": "only the bridge driver is known to be safe; others attach containers to host "
                       "interfaces or run a plugin",
+    "external-network": "a network gitops does not manage may join the container to other applications' "
+                        "traffic",
+    "external-volume": "a volume gitops does not manage may hold another application's data",
 }
 
 # 'host-path' is allowed per folder in spec.policy.allowHostPaths, never as a whole.
@@ -310,6 +313,9 @@ def local_volume_options_safe(options: Mapping[str, str]) -> bool:
 
 
 def volume_policy_violations(spec: Mapping[str, Any]) -> list[PolicyViolation]:
+    if spec.get("external"):
+        shown = f" {spec['dockerName']}" if spec.get("dockerName") else ""
+        return [PolicyViolation("external-volume", ("spec", "external"), f"external volume{shown}")]
     driver = spec.get("driver", "local")
     options = spec.get("options") or {}
     if driver != "local":
@@ -321,6 +327,9 @@ def volume_policy_violations(spec: Mapping[str, Any]) -> list[PolicyViolation]:
 
 
 def network_policy_violations(spec: Mapping[str, Any]) -> list[PolicyViolation]:
+    if spec.get("external"):
+        shown = f" {spec['dockerName']}" if spec.get("dockerName") else ""
+        return [PolicyViolation("external-network", ("spec", "external"), f"external network{shown}")]
     driver = spec.get("driver", "bridge")
     if driver != "bridge":
         return [PolicyViolation("network-driver", ("spec", "driver"), f"network driver {driver}")]
@@ -377,6 +386,8 @@ FIELD_POLICY: dict[str, tuple[str, ...] | str] = {
     # Network: create_network
     "Network.spec": "safe: a container object; its fields are decided below",
     "Network.spec.driver": ("network-driver",),
+    "Network.spec.external": ("external-network",),
+    "Network.spec.dockerName": ("external-network",),
     "Network.spec.internal": _LIMIT,
     "Network.spec.attachable": "safe: lets containers join the project's own network",
     "Network.spec.subnet": "safe: addresses of a bridge the network owns",
@@ -384,6 +395,8 @@ FIELD_POLICY: dict[str, tuple[str, ...] | str] = {
     # Volume: create_volume
     "Volume.spec": "safe: a container object; its fields are decided below",
     "Volume.spec.driver": ("volume-driver",),
+    "Volume.spec.external": ("external-volume",),
+    "Volume.spec.dockerName": ("external-volume",),
     "Volume.spec.options": ("volume-options",),
     "Volume.spec.labels": "safe: labels; gitops' own are set after them",
     "Volume.spec.remove": "safe: removes only volumes labelled as the project's",

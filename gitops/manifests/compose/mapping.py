@@ -84,10 +84,12 @@ class Mapper:
     def _object(self, section: str, kind: str, name: str, item: dict[str, Any],
                 same: tuple[str, ...]) -> ComposeDocument | None:
         path: JsonPath = (section, name)
-        if item.get("external"):
-            self.fail((*path, "external"), f"{section}.{name}.external: external {section} are not supported yet; "
-                      f"let gitops create the {section.rstrip('s')} (remove external)")
-            return None
+        if item.get("external"):  # exists already, under its name: (or its key); the policy decides
+            external: dict[str, Any] = {"external": True}
+            if item.get("name") not in (None, name):
+                external["dockerName"] = item["name"]
+            return self.document(kind, _dns_name(name), external, path, {
+                ("spec", "external"): ((*path, "external"), True), ("spec", "dockerName"): ((*path, "name"), True)})
         spec: dict[str, Any] = {}
         sources: dict[JsonPath, tuple[JsonPath, bool]] = {}
 
