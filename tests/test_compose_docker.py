@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.daemonutil import DaemonProcess
 from tests.hostile import run_gitops
 from tests.sampling import Prober, fetch
 
@@ -209,3 +210,26 @@ def test_external_network_and_volume_are_joined_and_left_alone(deploy, docker_cl
             c.remove(force=True)
         net.remove()
         vol.remove(force=True)
+
+
+def test_the_daemon_deploys_a_compose_stack_and_repairs_it(docker_client, project_name, tmp_path) -> None:
+    """What a user runs: `gitops daemon --local` on a compose folder; /status shows the stack, a container
+    removed by hand is put back, and a changed .env rolls the service, each seen through /status."""
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    (folder / "compose.yaml").write_text(
+        f"name: {project_name}\nservices:\n  web:\n    image: local/web:${{TAG}}\n    init: true\n"
+        "    stop_grace_period: 1s\n    healthcheck:\n      test: [CMD, wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/']\n"
+        "      interval: 200ms\n      retries: 3\n")
+    (folder / ".env").write_text("TAG=1\n")
+    with DaemonProcess(tmp_path, "--local", str(folder), "--interval", "1h", "--no-webhooks", secret=None) as d:
+        d.wait_for(lambda: d.last_pass().get("outcome") == "converged", 60, "the first pass")
+        (svc,) = d.status()["services"]
+        assert svc["name"] == "web" and svc["replicas"]["running"] == 1
+        (web,) = containers(docker_client, project_name, "web")
+        web.remove(force=True)  # drift: the Docker event starts a pass that creates it again
+        d.wait_for(lambda: len(containers(docker_client, project_name, "web")) == 1
+                   and d.last_pass().get("outcome") == "converged", 60, "the repair")
+        (folder / ".env").write_text("TAG=2\n")  # the folder is watched: the change starts a pass
+        d.wait_for(lambda: {c.image.tags[0] for c in containers(docker_client, project_name, "web")}
+                   == {"local/web:2"} and d.last_pass().get("outcome") == "converged", 60, "the update")
