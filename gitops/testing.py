@@ -239,30 +239,25 @@ class FakeHost:
         return "127.0.0.1"
 
     def create_network(self, project: str, net: NetworkSpec) -> None:
-        name = object_name(project, net.name)
-        self._check("network_create", name)
-        with self.lock:
-            if name in self.networks:
-                if self.networks[name].get(LABEL_PROJECT) == project:
-                    return
-                raise NameConflict(self.name, f"a network named {name} exists and is not managed by project "
-                                   f"{project}; gitops never adopts it")
-            self.networks[name] = {**dict(net.labels), LABEL_MANAGED: "true", LABEL_PROJECT: project,
-                                   LABEL_KIND: "network", LABEL_NAME: net.name, LABEL_SPEC_HASH: net.spec_hash}
-            self.calls.append(("network_create", name))
+        self._create("network", self.networks, project, net.name, {**dict(net.labels), LABEL_SPEC_HASH: net.spec_hash})
 
     def create_volume(self, project: str, vol: VolumeSpec) -> None:
-        name = object_name(project, vol.name)
-        self._check("volume_create", name)
+        self._create("volume", self.volumes, project, vol.name, dict(vol.labels))
+
+    def _create(self, kind: str, store: dict[str, dict[str, str]], project: str, manifest_name: str,
+                labels: dict[str, str]) -> None:
+        """A network or volume, as the Docker driver makes one: ours again is fine, anyone else's a conflict."""
+        name = object_name(project, manifest_name)
+        self._check(f"{kind}_create", name)
         with self.lock:
-            if name in self.volumes:
-                if self.volumes[name].get(LABEL_PROJECT) == project:
+            if name in store:
+                if store[name].get(LABEL_PROJECT) == project:
                     return
-                raise NameConflict(self.name, f"a volume named {name} exists and is not managed by project "
+                raise NameConflict(self.name, f"a {kind} named {name} exists and is not managed by project "
                                    f"{project}; gitops never adopts it")
-            self.volumes[name] = {**dict(vol.labels), LABEL_MANAGED: "true", LABEL_PROJECT: project,
-                                  LABEL_KIND: "volume", LABEL_NAME: vol.name}
-            self.calls.append(("volume_create", name))
+            store[name] = {**labels, LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_KIND: kind,
+                           LABEL_NAME: manifest_name}
+            self.calls.append((f"{kind}_create", name))
 
     def remove_volume(self, project: str, vol_name: str) -> None:
         name = object_name(project, vol_name)
