@@ -325,7 +325,10 @@ def test_checks_and_policy_report_at_the_compose_field(tmp_path: Path) -> None:
         "it to spec.policy.allowHostPaths of the Project",
         "compose.yaml:6:14: services.web.volumes: bind mount of /etc refused by policy rule 'sensitive-bind-mount' "
         "(bind-mounting this host path exposes or lets the container change the host); if this is intended, add "
-        "'sensitive-bind-mount' to spec.policy.allow of the Project"], found
+        "'sensitive-bind-mount' to spec.policy.allow of the Project",
+        "compose.yaml:7:25: services.web.deploy.placement: there are no Host manifests, so no host has these labels "
+        "(the local engine, used as the one host, has none); declare the hosts with their labels, or remove the "
+        "selector"], found
     placed = "name: s\nservices:\n  web:\n    image: a\n    deploy: {placement: {constraints: ['node.labels.zone == us']}}\n"
     assert errors(stack(tmp_path / "b", placed, host_DOT_yaml=HOST)) == [
         "compose.yaml:5:25: services.web.deploy.placement: no Host has these labels, so the service would run nowhere"]
@@ -599,3 +602,13 @@ def test_an_external_network_takes_no_settings_for_making_one(repo, spec: str, m
     root = repo({"project.yaml": project, "net.yaml": f"apiVersion: gitops/v1\nkind: Network\nmetadata: {{name: n}}\n"
                                                       f"spec: {spec}\n"}, project=False)
     assert [e.split(": ", 1)[1] for e in errors(root)] == [message]
+
+
+def test_a_label_selector_without_any_host_manifest_is_an_error(tmp_path: Path) -> None:
+    """The implicit local host has no labels: a selector would silently place the service there anyway."""
+    root = stack(tmp_path, "name: s\nservices:\n  web:\n    image: a\n"
+                           "    deploy: {placement: {constraints: ['node.labels.zone == us']}}\n")
+    assert errors(root) == [
+        "compose.yaml:5:25: services.web.deploy.placement: there are no Host manifests, so no host has these "
+        "labels (the local engine, used as the one host, has none); declare the hosts with their labels, or remove "
+        "the selector"]

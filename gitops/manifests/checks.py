@@ -272,7 +272,11 @@ class _Checker:
                          f"'{host}' is not defined{_suggest(host, host_names)}")
         if placement.get("hosts") and placement.get("selector"):
             self.err(doc, ("spec", "placement"), "spec.placement: use either hosts or selector, not both")
-        if placement.get("selector") and hosts and not place(spec, hosts):
+        if placement.get("selector") and not host_names:
+            self.err(doc, ("spec", "placement", "selector"), "spec.placement.selector: there are no Host "
+                     "manifests, so no host has these labels (the local engine, used as the one host, has none); "
+                     "declare the hosts with their labels, or remove the selector")
+        elif placement.get("selector") and hosts and not place(spec, hosts):
             self.err(doc, ("spec", "placement", "selector"), "spec.placement.selector: no Host has "
                      "these labels, so the service would run nowhere")
 
