@@ -1,7 +1,8 @@
 """Safe loading of manifest files from an untrusted repository checkout.
 
-The YAML is read as an event stream (ruamel.yaml's parser, which is not recursive) and the tree is
-built here, iteratively, so that every hazard is refused *before* anything large is built:
+The YAML is read as an event stream (libyaml through ruamel.yaml.clib, or ruamel.yaml's pure parser
+for what libyaml refuses; neither is recursive) and the tree is built here, iteratively, so that every
+hazard is refused *before* anything large is built:
 
 * explicit tags of any kind (``!!python/object``, ``!!str``, ``!custom``) are errors;
 * aliases are expanded with a node budget counted before copying, so an alias bomb fails at once,
