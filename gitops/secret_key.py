@@ -14,10 +14,15 @@ nobody ever reads a half-written key.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import stat
 from pathlib import Path
+from typing import Any
+
+import pyrage
+from pyrage import x25519
 
 from gitops.core.model import SECRET_KEY_BYTES, SecretKey
 from gitops.errors import GitopsError
@@ -29,8 +34,44 @@ class SecretKeyError(GitopsError):
     """The key cannot be made or read; the message says what to do."""
 
 
+AGE_KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"  # the age key file, as sops names it; set by --age-key-file
+
+
+def age_identities() -> tuple[Any, ...]:
+    """The age identities of the key file SOPS_AGE_KEY_FILE names (none when unset). Read from the machine the
+    reconciler runs on, never from the repository."""
+    path = os.environ.get(AGE_KEY_FILE_ENV, "")
+    if not path:
+        return ()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretKeyError(f"{path}: cannot read the age key file: {getattr(exc, 'strerror', None) or exc}") from exc
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            try:
+                out.append(x25519.Identity.from_str(line))
+            except pyrage.IdentityError as exc:  # never echo the line: it may be a key
+                raise SecretKeyError(f"{path}: line {number} is not an age identity (AGE-SECRET-KEY-1...)") from exc
+    if not out:
+        raise SecretKeyError(f"{path}: no age identity (AGE-SECRET-KEY-1...) in the age key file")
+    return tuple(out)
+
+
+def with_age(key: SecretKey) -> SecretKey:
+    """``key`` with the age identities of this machine, for loading a repository with encrypted files."""
+    return dataclasses.replace(key, age=age_identities())
+
+
 def installation_key(state_dir: Path) -> SecretKey:
-    """The key of the installation whose state lives in ``state_dir``, made on first use."""
+    """The key of the installation whose state lives in ``state_dir``, made on first use, with the age identities
+    of this machine."""
+    return with_age(_installation_key(state_dir))
+
+
+def _installation_key(state_dir: Path) -> SecretKey:
     directory = Path(state_dir)
     _private_folder(directory)
     path = directory / KEY_FILE

@@ -53,10 +53,15 @@ class CliError(click.ClickException):
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="auto", show_default=True, type=click.Choice(["auto", "console", "json"]),
               help="auto: readable on a terminal, JSON lines otherwise.")
+@click.option("--age-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="SOPS_AGE_KEY_FILE", help="age identities that decrypt SOPS and age files of the repository "
+              "(default: $SOPS_AGE_KEY_FILE). Kept on this machine, never in the repository.")
 @click.version_option(package_name="gitops")
-def main(log_level: str, log_format: str) -> None:
+def main(log_level: str, log_format: str, age_key_file: Path | None) -> None:
     """Declarative GitOps reconciler for Docker hosts."""
     log.configure(level=log_level, json=None if log_format == "auto" else log_format == "json")
+    if age_key_file is not None:  # read where keys are made (secret_key.age_identities), by every command
+        os.environ["SOPS_AGE_KEY_FILE"] = str(age_key_file)
 
 
 path_argument = click.argument("path", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -94,7 +99,7 @@ def validate(path: Path, fmt: str) -> None:
     from gitops.core.plan import ci_safe_json
     from gitops.manifests.load import load_repo
 
-    outcome = load_repo(path)
+    outcome = load_repo(path, key=_throwaway_key())
     if fmt == "json":
         click.echo(ci_safe_json(json.dumps({"valid": outcome.ok, "documents": outcome.documents,
                                             "errors": [e.to_dict() for e in outcome.errors]}, indent=2)))
@@ -120,7 +125,7 @@ def convert(path: Path) -> None:
     from gitops.manifests.compose.convert import manifests_yaml
     from gitops.manifests.load import LoadOutcome, read_documents
 
-    documents, errors, _ = read_documents(path)
+    documents, errors, _ = read_documents(path, identities=_throwaway_key().age)
     if errors:
         print_errors(LoadOutcome(path, None, sorted(set(errors)), len(documents)))
         sys.exit(EXIT_INVALID)
@@ -205,6 +210,18 @@ def _state_dir(state_dir: Path | None) -> Path:
     return state_dir or default_state_dir()
 
 
+def _throwaway_key() -> SecretKey:
+    """A key for what never compares with hosts (validate, convert, plan --base), with this machine's age
+    identities so that encrypted files of the repository can be read."""
+    from gitops.core.model import ephemeral_key
+    from gitops.secret_key import SecretKeyError, with_age
+
+    try:
+        return with_age(ephemeral_key())
+    except SecretKeyError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def _key(state_dir: Path | None) -> SecretKey:
     """The installation's key for secret digests: every command that compares with containers on hosts."""
     from gitops.secret_key import SecretKeyError, installation_key
@@ -260,7 +277,6 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
 
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
-    from gitops.core.model import ephemeral_key
     from gitops.core.observed import converged
     from gitops.core.plan import render_markdown
     from gitops.core.planner import PlanError, PlanOptions
@@ -272,7 +288,7 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     source = _git_source(repo_url, ref, subdir, state_dir, fetch_timeout) if repo_url else None
     # --base compares two loads made here with one key; against hosts or a snapshot the digests on the
     # containers were made with the installation's key (a snapshot of another installation: see planner).
-    key = ephemeral_key() if base_ref else _key(state_dir)
+    key = _throwaway_key() if base_ref else _key(state_dir)
     try:
         desired = (_desired_from_checkout(source.fetch(), key=key) if source
                    else _load_or_exit(path or Path("."), key=key))

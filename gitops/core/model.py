@@ -65,6 +65,8 @@ class SecretKey:
     """The installation's random key for secret digests. Its bytes never appear in a repr or a log."""
 
     raw: bytes = field(repr=False)
+    # The age identities that decrypt SOPS/age files of the repository (pyrage objects; secret_key.age_identities).
+    age: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.raw) != SECRET_KEY_BYTES:

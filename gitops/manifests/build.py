@@ -35,6 +35,7 @@ from gitops.core.model import (
 from gitops.core.quantities import parse_duration, parse_size
 from gitops.manifests.checks import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
 from gitops.manifests.parse import Document, ManifestError, RepoPathError, format_path
+from gitops.manifests.sops import Decrypted, DecryptedBytes
 
 ReadFile = Callable[[str, str], str]  # (manifest file, relative path) -> text; raises RepoPathError
 # (manifest file, relative path) -> [(path below a folder or "", bytes)]; raises RepoPathError
@@ -99,8 +100,12 @@ class _Builder:
         for i, rel in enumerate([files] if isinstance(files, str) else files):
             path = ("spec", "envFile") if isinstance(files, str) else ("spec", "envFile", i)
             try:
-                for _, key, value in parse_env_file(self.read_file(doc.file, rel)):
-                    values[key] = EnvVar(key, value)
+                text = self.read_file(doc.file, rel)
+                for _, key, value in parse_env_file(text):
+                    if isinstance(text, Decrypted):  # an encrypted env file: every value is a secret
+                        values[key] = EnvVar(key, value, secret=True, digest=self.key.digest(key, value))
+                    else:
+                        values[key] = EnvVar(key, value)
             except (RepoPathError, ValueError) as exc:
                 self.errors.append(doc.error(path, f"{_dotted(path)}: {exc}"))
         for key, value in (spec.get("env") or {}).items():  # explicit env wins over env files
@@ -131,8 +136,8 @@ class _Builder:
                 continue
             source = posixpath.normpath(posixpath.join(posixpath.dirname(doc.file), item["source"]))
             mode = int(item.get("mode", "0444"), 8)
-            secret = bool(item.get("secret", False))
             for below, data in tree:
+                secret = bool(item.get("secret", False)) or isinstance(data, DecryptedBytes)
                 target = f"{item['target']}/{below}" if below else item["target"]
                 if target in out:
                     self.errors.append(doc.error(("spec", "files", i, "target"), f"spec.files[{i}]: {target} would "

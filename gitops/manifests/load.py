@@ -8,8 +8,10 @@ The stages, each reporting all its errors before the next runs:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from gitops.core.model import DesiredState, SecretKey, ephemeral_key
 from gitops.manifests.build import build_desired
@@ -20,12 +22,15 @@ from gitops.manifests.parse import (
     Document,
     Limits,
     ManifestError,
+    RepoPathError,
     load_documents,
-    read_repo_file,
+    parse_documents,
+    read_repo_bytes,
     read_repo_tree,
     resolve_inside,
 )
 from gitops.manifests.schema import validate_compose, validate_documents
+from gitops.manifests.sops import Decrypted, DecryptedBytes, SopsError, decrypt, is_encrypted
 
 
 @dataclass
@@ -40,7 +45,35 @@ class LoadOutcome:
         return self.desired is not None and not self.errors
 
 
-def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS
+def read_secret_aware(root: Path, relative: str, *, base: str = "", limits: Limits = DEFAULT_LIMITS,
+                      identities: Sequence[Any] = ()) -> str:
+    """A text file a manifest names; when it is encrypted (SOPS or age, found by its content), its plaintext,
+    decrypted in memory and marked Decrypted so that what is made of it is treated as a secret."""
+    data = read_repo_bytes(root, relative, base=base, limits=limits)
+    plain = _decrypted(data, relative, limits, identities)
+    try:
+        return Decrypted(plain.decode("utf-8")) if plain is not None else data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RepoPathError(f"{relative!r} is not UTF-8 text" + (" once decrypted" if plain is not None else "")) \
+            from exc
+
+
+def _decrypted(data: bytes, relative: str, limits: Limits, identities: Sequence[Any]) -> bytes | None:
+    if not is_encrypted(data):
+        return None
+    document = None
+    try:
+        parsed = parse_documents(data.decode("utf-8"), relative, limits=limits).documents
+        document = parsed[0].data if len(parsed) == 1 else None
+    except UnicodeDecodeError:
+        pass  # binary: an age file, or not encrypted after all
+    try:
+        return decrypt(data, identities, document=document)
+    except SopsError as exc:
+        raise RepoPathError(f"{relative!r} cannot be decrypted: {exc}") from exc
+
+
+def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS, identities: Sequence[Any] = ()
                    ) -> tuple[list[Document], list[ManifestError], list[Document]]:
     """Every gitops/v1 document of the repository (compose stacks translated), every error found up to the
     semantic checks and policy, and the documents valid against their schema."""
@@ -49,7 +82,7 @@ def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS
     def read_text(relative: str) -> str | None:
         if not os.path.lexists(root / relative):
             return None
-        return read_repo_file(root, relative, limits=limits)
+        return read_secret_aware(root, relative, limits=limits, identities=identities)
 
     documents, compose_errors, project_explained, delivered = with_compose(loaded.documents, loaded.files,
                                                                            read_text, validate_compose)
@@ -72,22 +105,28 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     under another load is compared (validate; plan --base passes one key to both of its loads).
     """
     root = Path(root)
-    documents, errors, valid = read_documents(root, limits=limits)
+    key = key or ephemeral_key()
+    documents, errors, valid = read_documents(root, limits=limits, identities=key.age)
     outcome = LoadOutcome(root, None, errors, len(documents))
     if errors:
         outcome.errors = sorted(set(errors))
         return outcome
 
     def read(base: str, relative: str) -> str:
-        return read_repo_file(root, relative, base=base, limits=limits)
+        return read_secret_aware(root, relative, base=base, limits=limits, identities=key.age)
 
     def resolve(base: str, relative: str) -> str:
         return str(resolve_inside(root, relative, base=base))
 
     def read_tree(base: str, relative: str) -> list[tuple[str, bytes]]:
-        return read_repo_tree(root, relative, base=base, limits=limits)
+        files = read_repo_tree(root, relative, base=base, limits=limits)
+        out: list[tuple[str, bytes]] = []
+        for below, data in files:
+            plain = _decrypted(data, f"{relative}/{below}" if below else relative, limits, key.age)
+            out.append((below, DecryptedBytes(plain) if plain is not None else data))
+        return out
 
-    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve, key=key or ephemeral_key(),
+    desired, build_errors = build_desired(valid, read_file=read, resolve_path=resolve, key=key,
                                           read_tree=read_tree, max_delivered_bytes=limits.max_delivered_bytes)
     if build_errors:
         outcome.errors = build_errors

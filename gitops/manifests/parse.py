@@ -625,9 +625,13 @@ def resolve_inside(root: Path, relative: str, *, base: str = "", folder_ok: bool
     return candidate
 
 
+def read_repo_bytes(root: Path, relative: str, *, base: str = "", limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """A file a manifest names (env file, secret file), inside the checkout and within the size bound."""
+    return _read_bounded(resolve_inside(root, relative, base=base), relative, limits.max_referenced_file_bytes)
+
+
 def read_repo_file(root: Path, relative: str, *, base: str = "", limits: Limits = DEFAULT_LIMITS) -> str:
-    path = resolve_inside(root, relative, base=base)
-    raw = _read_bounded(path, relative, limits.max_referenced_file_bytes)
+    raw = read_repo_bytes(root, relative, base=base, limits=limits)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

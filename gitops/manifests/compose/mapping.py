@@ -17,6 +17,7 @@ from typing import Any
 from gitops.manifests.compose.document import ComposeDocument, Origin
 from gitops.manifests.compose.interpolate import DotenvError, parse_dotenv
 from gitops.manifests.parse import JsonPath, ManifestError, RepoPathError
+from gitops.manifests.sops import Decrypted
 
 API = "gitops/v1"
 SECRETS_DIR = "/run/secrets"
@@ -189,6 +190,7 @@ class Mapper:
         which wins, as in compose. Both become ``env``: docker's --env-file rules would keep the quotes."""
         base: JsonPath = ("services", name)
         env: dict[str, Any] = {}
+        encrypted_files: list[str] = []
         raw_files = svc.get("env_file")
         for index, item in enumerate([raw_files] if isinstance(raw_files, str) else raw_files or []):
             where: JsonPath = (*base, "env_file") if isinstance(raw_files, str) else (*base, "env_file", index)
@@ -208,6 +210,9 @@ class Mapper:
             if text is None:
                 self.fail(where, f"{label}: no file {item!r} in the repository")
                 continue
+            if isinstance(text, Decrypted):  # encrypted: gitops reads it as an envFile, so its values stay secrets
+                encrypted_files.append(item)
+                continue
             try:
                 env.update(parse_dotenv(text, self.variables))
             except DotenvError as exc:
@@ -226,6 +231,8 @@ class Mapper:
         if env:
             self.put("env", env, "environment" if raw is not None else "env_file",
                      isinstance(raw, dict) and not raw_files)
+        if encrypted_files:
+            self.put("envFile", encrypted_files, "env_file")
 
     def _ports(self, name: str, svc: dict[str, Any]) -> None:
         if "ports" not in svc:

@@ -1,0 +1,255 @@
+"""Files encrypted with SOPS (age recipients) or with age itself, decrypted in memory.
+
+A file is recognised by its content, not its name: age's binary or armored header, or a SOPS document (YAML or
+JSON with a ``sops`` mapping that has a ``mac``; a dotenv file with ``sops_mac=``). The SOPS envelope is the
+sops project's format: a data key per age recipient (an age file, decrypted with pyrage), values as
+``ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]`` whose additional data is the value's key path joined with
+``:`` and ended by ``:``, and a MAC (the upper-case hex SHA-512 of every plaintext leaf in order, itself encrypted
+with ``lastmodified`` as additional data) checked before any value is returned. Compatibility is checked against
+a file the sops tool wrote (tests/test_sops.py). Nothing decrypted is written anywhere by this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyrage
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from gitops.errors import GitopsError
+
+_ENC = re.compile(r"^ENC\[AES256_GCM,data:([A-Za-z0-9+/=]*),iv:([A-Za-z0-9+/=]+),tag:([A-Za-z0-9+/=]+),type:(\w+)\]$")
+_AGE_BINARY = b"age-encryption.org/v1\n"
+_AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
+_OTHER_KEY_SERVICES = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault")
+
+
+class SopsError(GitopsError):
+    """An encrypted file that cannot be used: no key for it, tampered, or a form gitops does not read."""
+
+
+class Decrypted(str):
+    """Text that was decrypted from the repository: whatever is made of it is a secret (masked, digested)."""
+
+
+class DecryptedBytes(bytes):
+    """Bytes that were decrypted from the repository (a file delivered into containers)."""
+
+
+def is_encrypted(data: bytes) -> bool:
+    head = data.lstrip()[:64]
+    return (data.startswith(_AGE_BINARY) or head.startswith(_AGE_ARMOR) or b"sops_mac=ENC[" in data
+            or (b"sops" in data and b"mac" in data and b"ENC[AES256_GCM" in data))
+
+
+def decrypt(data: bytes, identities: Sequence[Any], *, document: Any = None) -> bytes | None:
+    """The plaintext of an encrypted file, or None when ``data`` is not encrypted. ``document`` is the file parsed
+    as YAML or JSON, when it is one (the caller's safe loader). Raises SopsError with the reason."""
+    if data.startswith(_AGE_BINARY) or data.lstrip().startswith(_AGE_ARMOR):
+        return _age(data, identities, "the file")
+    if isinstance(document, dict) and isinstance(document.get("sops"), dict) and "mac" in document["sops"]:
+        return _tree(document, identities)
+    if b"\nsops_mac=ENC[" in b"\n" + data:
+        return _dotenv(data.decode("utf-8", "replace"), identities)
+    return None
+
+
+def _age(data: bytes, identities: Sequence[Any], what: str) -> bytes:
+    if not identities:
+        raise SopsError(f"{what} is encrypted with age and there is no age identity to decrypt it: give gitops the "
+                        "key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+    try:
+        return bytes(pyrage.decrypt(data, list(identities)))
+    except pyrage.DecryptError as exc:
+        raise SopsError(f"{what} cannot be decrypted with the age identities given (none of them is a recipient, "
+                        "or the file is damaged)") from exc
+
+
+def _data_key(metadata: dict[str, Any], identities: Sequence[Any]) -> bytes:
+    entries = metadata.get("age") or []
+    if not entries:
+        used = [name for name in _OTHER_KEY_SERVICES if metadata.get(name)]
+        raise SopsError("encrypted for " + (", ".join(used) or "no key service") + ", not age: gitops decrypts age "
+                        "recipients only; add an age recipient (sops updatekeys)")
+    if not identities:
+        raise SopsError("encrypted with SOPS for age recipients, and there is no age identity to decrypt it: give "
+                        "gitops the key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+    for entry in entries:
+        enc = entry.get("enc") if isinstance(entry, dict) else None
+        if not isinstance(enc, str):
+            continue
+        try:
+            key = bytes(pyrage.decrypt(enc.encode(), list(identities)))
+        except pyrage.DecryptError:
+            continue
+        if len(key) != 32:
+            raise SopsError("the SOPS data key is not 32 bytes: the file is damaged")
+        return key
+    recipients = ", ".join(str(e.get("recipient", "?")) for e in entries if isinstance(e, dict))
+    raise SopsError(f"no age identity given matches a recipient of the file ({recipients})")
+
+
+def _open(key: bytes, value: str, aad: str) -> tuple[bytes, str]:
+    found = _ENC.match(value)
+    if found is None:
+        raise SopsError("a value that should be encrypted is not in SOPS' ENC[AES256_GCM,...] form: the file was "
+                        "edited after it was encrypted")
+    try:
+        data, iv, tag = (base64.b64decode(found[i], validate=True) for i in (1, 2, 3))
+        plain = AESGCM(key).decrypt(iv, data + tag, aad.encode())
+    except (binascii.Error, ValueError, InvalidTag) as exc:
+        raise SopsError("a value does not decrypt: the file was changed after it was encrypted, or a value was "
+                        "moved to another key") from exc
+    return plain, found[4]
+
+
+class _Rules:
+    """Which leaves SOPS encrypted: by the suffix or regex the metadata names (one of them, as sops allows)."""
+
+    def __init__(self, metadata: dict[str, Any]) -> None:
+        self.unencrypted_suffix = str(metadata.get("unencrypted_suffix") or "")
+        self.encrypted_suffix = str(metadata.get("encrypted_suffix") or "")
+        try:
+            self.unencrypted_regex = re.compile(str(metadata["unencrypted_regex"])) \
+                if metadata.get("unencrypted_regex") else None
+            self.encrypted_regex = re.compile(str(metadata["encrypted_regex"])) \
+                if metadata.get("encrypted_regex") else None
+        except re.error as exc:
+            raise SopsError(f"the SOPS metadata has a regex Python cannot read: {exc}") from exc
+        self.mac_only_encrypted = bool(metadata.get("mac_only_encrypted"))
+
+    def encrypted(self, path: Sequence[str]) -> bool:
+        if self.encrypted_suffix:
+            return any(p.endswith(self.encrypted_suffix) for p in path)
+        if self.encrypted_regex is not None:
+            return any(self.encrypted_regex.search(p) for p in path)
+        if self.unencrypted_regex is not None:
+            return not any(self.unencrypted_regex.search(p) for p in path)
+        return not (self.unencrypted_suffix and any(p.endswith(self.unencrypted_suffix) for p in path))
+
+
+def _leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every leaf in document order with its key path (list items share their list's path, as in sops)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _leaves(item, path)
+    else:
+        yield path, value
+
+
+def _plain_bytes(value: Any) -> bytes:
+    """An unencrypted leaf as sops hashes it."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"True" if value else b"False"
+    if isinstance(value, float):
+        return repr(value).encode()
+    return str(value).encode()
+
+
+def _typed(plain: bytes, kind: str) -> Any:
+    text = plain.decode("utf-8", "surrogateescape")
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "bool":
+        return text == "True"
+    if kind == "bytes":
+        return plain
+    if kind == "str":
+        return text
+    raise SopsError(f"a value has the type {kind!r}, which gitops does not read (encrypted comments included: "
+                    "remove comments from the file and encrypt it again)")
+
+
+def _decrypt_leaves(tree: dict[str, Any], metadata: dict[str, Any], key: bytes) -> dict[str, Any]:
+    rules = _Rules(metadata)
+    digest = hashlib.sha512()
+
+    def walk(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path) for v in value]
+        if rules.encrypted(path) and not (value == "" and not path):
+            if value == "" or value is None:  # sops leaves empty values as they are
+                digest.update(b"")
+                return value
+            plain, kind = _open(key, str(value), ":".join(path) + ":")
+            digest.update(plain)
+            return _typed(plain, kind)
+        if not rules.mac_only_encrypted:
+            digest.update(_plain_bytes(value))
+        return value
+
+    plain_tree = walk(tree, ())
+    _check_mac(metadata, key, digest.hexdigest().upper())
+    return plain_tree
+
+
+def _check_mac(metadata: dict[str, Any], key: bytes, computed: str) -> None:
+    mac, last = metadata.get("mac"), metadata.get("lastmodified")
+    if not isinstance(mac, str) or not isinstance(last, str):
+        raise SopsError("the SOPS metadata has no mac or lastmodified: the file is damaged")
+    stored, _ = _open(key, mac, last)
+    if not hmac.compare_digest(stored.decode("ascii", "replace").upper(), computed):
+        raise SopsError("the MAC does not match: the file was changed after it was encrypted (tampered, or edited "
+                        "without sops)")
+
+
+def _tree(document: dict[str, Any], identities: Sequence[Any]) -> bytes:
+    metadata = document["sops"]
+    key = _data_key(metadata, identities)
+    tree = {k: v for k, v in document.items() if k != "sops"}
+    plain = _decrypt_leaves(tree, metadata, key)
+    if set(plain) == {"data"} and isinstance(plain["data"], (str, bytes)):  # sops' binary form: the file itself
+        data = plain["data"]
+        return data if isinstance(data, bytes) else data.encode()
+    return (json.dumps(plain, ensure_ascii=False, indent=2, default=_json_bytes) + "\n").encode()
+
+
+def _json_bytes(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    raise TypeError(type(value).__name__)
+
+
+def _dotenv(text: str, identities: Sequence[Any]) -> bytes:
+    values: dict[str, str] = {}
+    metadata: dict[str, Any] = {}
+    age: dict[int, dict[str, str]] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if line.startswith("#"):
+            raise SopsError("encrypted comments in a dotenv SOPS file are not read by gitops: remove the comments "
+                            "and encrypt it again")
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise SopsError("a line of the dotenv SOPS file is not NAME=VALUE")
+        slot = re.fullmatch(r"sops_age__list_(\d+)__map_(enc|recipient)", name)
+        if slot:
+            age.setdefault(int(slot[1]), {})[slot[2]] = value.replace("\\n", "\n")
+        elif name.startswith("sops_"):
+            metadata[name.removeprefix("sops_")] = value
+        else:
+            values[name] = value
+    metadata["age"] = [age[i] for i in sorted(age)]
+    if metadata.get("mac_only_encrypted") in ("true", "True"):
+        metadata["mac_only_encrypted"] = True
+    key = _data_key(metadata, identities)
+    plain = _decrypt_leaves(values, metadata, key)
+    return "".join(f"{name}={value}\n" for name, value in plain.items()).encode()

@@ -1,0 +1,130 @@
+"""SOPS and age files in the repository, decrypted in memory with the age key file given to gitops: checked
+against a file the sops tool wrote (tests/sops/README.md), then used as secretFile, envFile, Service files and
+compose env_file/secrets; tampering, a missing or wrong key, and other key services are errors with the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gitops.core.model import ephemeral_key
+from gitops.manifests.load import load_repo
+from gitops.manifests.parse import parse_documents
+from gitops.manifests.sops import SopsError, decrypt
+from gitops.secret_key import age_identities, with_age
+from tests.conftest import PROJECT, service, write_files
+from tests.hostile import run_gitops
+from tests.sopsutil import age_file, new_identity, sops_binary, sops_dotenv, sops_json
+
+VECTOR = Path(__file__).parent / "sops" / "terragrunt-issue-2103.enc.yaml"
+VECTOR_KEY = "AGE-SECRET-KEY-1YQMYYAHGUU5VK67GKY6RM8YEKTW687RT9KPUG5X8FD0F988PCXKQXM8RMY"
+CANARY = "CANARY-sops-7d1e"
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, monkeypatch) -> tuple[Path, str]:
+    """An age key file given to gitops (SOPS_AGE_KEY_FILE) with a fresh identity and the vector's."""
+    identity, recipient = new_identity()
+    path = tmp_path / "keys.txt"
+    path.write_text(f"# created by the test\n{identity}\n{VECTOR_KEY}\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(path))
+    return path, recipient
+
+
+def _vector_document() -> dict:
+    (doc,) = parse_documents(VECTOR.read_text(), "v.yaml").documents
+    return doc.data
+
+
+def test_a_file_the_sops_tool_wrote_decrypts_and_its_mac_is_checked(key_file) -> None:
+    plain = decrypt(VECTOR.read_bytes(), age_identities(), document=_vector_document())
+    assert plain is not None
+    assert json.loads(plain) == {"secrets": {"SOME SECRET": "0x629A673A8242c2AC4B7B8C5D8735fbeac21A6205"}}
+    tampered = _vector_document()
+    tampered["secrets"]["SOME SECRET"] = tampered["sops"]["mac"]  # another valid ENC value under this key
+    with pytest.raises(SopsError, match="does not decrypt"):
+        decrypt(b"sops mac ENC[AES256_GCM", age_identities(), document=tampered)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda d: d["sops"].update(lastmodified="2022-05-23T12:25:57Z"), "a value does not decrypt"),
+    (lambda d: d["secrets"].update(extra_unencrypted="x"), "the MAC does not match"),
+    (lambda d: d["sops"].update(age=[]), "encrypted for no key service, not age"),
+    (lambda d: d["sops"].update(age=[], pgp=[{"fp": "x"}]), "encrypted for pgp, not age"),
+])
+def test_tampering_or_another_key_service_is_refused(key_file, change, message: str) -> None:
+    document = _vector_document()
+    change(document)
+    with pytest.raises(SopsError, match=message):
+        decrypt(b"sops mac ENC[AES256_GCM", age_identities(), document=document)
+
+
+def test_without_a_matching_identity_the_error_names_the_recipients(tmp_path: Path, monkeypatch) -> None:
+    other, _ = new_identity()
+    (tmp_path / "k").write_text(other + "\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "k"))
+    with pytest.raises(SopsError, match="no age identity given matches a recipient of the file "
+                                        r"\(age106dn94074uskzjua39h4v0ql89l528wrqp2f84xpcznpr9f6ye4q9k8hp8\)"):
+        decrypt(VECTOR.read_bytes(), age_identities(), document=_vector_document())
+    with pytest.raises(SopsError, match="there is no age identity to decrypt it"):
+        decrypt(VECTOR.read_bytes(), (), document=_vector_document())
+
+
+def test_encrypted_files_are_secrets_wherever_a_manifest_uses_them(tmp_path: Path, key_file) -> None:
+    _, recipient = key_file
+    body = ("envFile: app.env\nenv: {TOKEN: {secretFile: token.json}}\n"
+            "files: [{source: certs, target: /certs}]")
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "web.yaml": service("web", body),
+                                          "app.env": sops_dotenv({"DB_PASSWORD": CANARY, "MODE": "prod"}, recipient),
+                                          "token.json": sops_binary(CANARY + "-token", recipient)})
+    (root / "certs").mkdir()
+    (root / "certs" / "key.pem").write_bytes(age_file(CANARY.encode() + b"-pem", recipient))
+    (root / "certs" / "ca.pem").write_text("public\n")
+    web = load_repo(root, key=with_age(ephemeral_key())).desired.service("web")  # type: ignore[union-attr]
+    env = {e.name: (e.value, e.secret) for e in web.env}
+    assert env == {"DB_PASSWORD": (CANARY, True), "MODE": ("prod", True), "TOKEN": (CANARY + "-token", True)}
+    files = {f.target: (f.content, f.secret) for f in web.files}
+    assert files == {"/certs/ca.pem": (b"public\n", False), "/certs/key.pem": (CANARY.encode() + b"-pem", True)}
+
+
+def test_compose_env_file_and_secrets_may_be_encrypted(tmp_path: Path, key_file) -> None:
+    _, recipient = key_file
+    compose = ("name: s\nservices:\n  web:\n    image: a\n    env_file: [app.env]\n    secrets: [db]\n"
+               "secrets:\n  db: {file: ./db.json}\n")
+    root = write_files(tmp_path / "repo", {"compose.yaml": compose,
+                                          "app.env": sops_dotenv({"API_KEY": CANARY}, recipient),
+                                          "db.json": sops_json({"password": CANARY}, recipient)})
+    web = load_repo(root, key=with_age(ephemeral_key())).desired.service("web")  # type: ignore[union-attr]
+    assert [(e.name, e.value, e.secret) for e in web.env] == [("API_KEY", CANARY, True)]
+    ((target, data, secret),) = [(f.target, f.content, f.secret) for f in web.files]
+    assert target == "/run/secrets/db" and json.loads(data) == {"password": CANARY} and secret
+
+
+def test_no_decrypted_value_reaches_any_output(tmp_path: Path, key_file) -> None:
+    path, recipient = key_file
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "web.yaml": service("web", "envFile: app.env"),
+                                          "app.env": sops_dotenv({"DB_PASSWORD": CANARY}, recipient)})
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"hosts": [{"host": "local", "reachable": True, "containers": [], "networks": [],
+                                            "volumes": []}]}))
+    for args in (["validate", str(root)], ["validate", str(root), "--format", "json"],
+                 *(["plan", str(root), "--observed", str(empty), "--format", fmt, "--state-dir", str(tmp_path / "s")]
+                   for fmt in ("text", "json", "markdown"))):
+        done = run_gitops("--age-key-file", str(path), *args, tmp=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert CANARY not in done.stdout + done.stderr, args
+    assert not any(CANARY.encode() in p.read_bytes() for p in (tmp_path / "s").rglob("*") if p.is_file())
+
+
+def test_an_encrypted_file_without_the_key_is_an_error_naming_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    _, recipient = new_identity()
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "web.yaml": service("web", "envFile: app.env"),
+                                          "app.env": sops_dotenv({"DB_PASSWORD": CANARY}, recipient)})
+    done = run_gitops("validate", str(root), tmp=tmp_path)
+    assert done.returncode == 1 and CANARY not in done.stdout + done.stderr
+    assert done.stderr.splitlines()[0] == (
+        f"{root}/web.yaml:7:12: spec.envFile: 'app.env' cannot be decrypted: encrypted with SOPS for age recipients, "
+        "and there is no age identity to decrypt it: give gitops the key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
