@@ -128,3 +128,32 @@ def test_an_encrypted_file_without_the_key_is_an_error_naming_it(tmp_path: Path,
     assert done.stderr.splitlines()[0] == (
         f"{root}/web.yaml:7:12: spec.envFile: 'app.env' cannot be decrypted: encrypted with SOPS for age recipients, "
         "and there is no age identity to decrypt it: give gitops the key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+
+
+def test_gitops_secrets_encrypt_writes_what_the_decrypter_reads(tmp_path: Path, key_file) -> None:
+    path, recipient = key_file
+    (tmp_path / "app.env").write_text(f"DB_PASSWORD={CANARY}\nMODE=prod\n")
+    (tmp_path / "s.yaml").write_text(f"db:\n  password: {CANARY}\n  port: 5432\n  debug: true\n  user_unencrypted: app\n")
+    (tmp_path / "cert.pem").write_text(f"-----BEGIN-----\n{CANARY}\n")
+    for name in ("app.env", "s.yaml", "cert.pem"):
+        done = run_gitops("secrets", "encrypt", str(tmp_path / name), "--age", recipient, "-i", tmp=tmp_path)
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+        assert CANARY.encode() not in (tmp_path / name).read_bytes()
+    again = run_gitops("secrets", "encrypt", str(tmp_path / "app.env"), "--age", recipient, tmp=tmp_path)
+    assert again.returncode == 1 and again.stderr.strip() == f"Error: {tmp_path / 'app.env'}: already encrypted"
+    env = (tmp_path / "app.env").read_bytes()
+    assert decrypt(env, age_identities()) == f"DB_PASSWORD={CANARY}\nMODE=prod\n".encode()
+    yaml_data = (tmp_path / "s.yaml").read_bytes()
+    (doc,) = parse_documents(yaml_data.decode(), "s.yaml").documents
+    assert doc.data["db"]["user_unencrypted"] == "app"
+    assert json.loads(decrypt(yaml_data, age_identities(), document=doc.data) or b"") == {
+        "db": {"password": CANARY, "port": 5432, "debug": True, "user_unencrypted": "app"}}
+    pem = (tmp_path / "cert.pem").read_bytes()
+    (doc,) = parse_documents(pem.decode(), "cert.pem").documents
+    assert decrypt(pem, age_identities(), document=doc.data) == f"-----BEGIN-----\n{CANARY}\n".encode()
+    bad = run_gitops("secrets", "encrypt", str(tmp_path / "s.yaml"), "--age", "age1nope", tmp=tmp_path)
+    assert bad.returncode == 1 and "already encrypted" in bad.stderr
+    (tmp_path / "x.txt").write_text("x\n")
+    bad = run_gitops("secrets", "encrypt", str(tmp_path / "x.txt"), "--age", "age1nope", tmp=tmp_path)
+    assert (bad.returncode, bad.stderr.strip()) == (
+        1, f"Error: {tmp_path / 'x.txt'}: a recipient is not an age public key (age1...)")

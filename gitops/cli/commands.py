@@ -210,6 +210,45 @@ def _state_dir(state_dir: Path | None) -> Path:
     return state_dir or default_state_dir()
 
 
+@main.group()
+def secrets() -> None:
+    """Encrypted files of the repository (SOPS with age recipients)."""
+
+
+@secrets.command("encrypt")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--age", "recipients", multiple=True, required=True, help="An age recipient (age1...); repeatable.")
+@click.option("--in-place", "-i", is_flag=True, help="Replace FILE with its encrypted form (else print it).")
+def secrets_encrypt(file: Path, recipients: tuple[str, ...], in_place: bool) -> None:
+    """Encrypt FILE as sops does, for users without the sops binary: YAML and JSON (by extension) value by value
+    (written as JSON, which is YAML too), .env line by line, anything else in sops' binary form. Keys named
+    *_unencrypted stay readable. `sops -d` and gitops decrypt the result."""
+    import datetime
+
+    from gitops.manifests.parse import parse_documents
+    from gitops.manifests.sops import SopsError, encrypt, is_encrypted
+
+    data = file.read_bytes()
+    if is_encrypted(data):
+        raise CliError(f"{file}: already encrypted")
+    document = None
+    if file.suffix.lower() in (".yaml", ".yml", ".json"):
+        parsed = parse_documents(data.decode("utf-8", "replace"), file.name)
+        if parsed.errors or len(parsed.documents) != 1:
+            problem = str(parsed.errors[0]) if parsed.errors else "expected exactly one YAML document"
+            raise CliError(f"{file}: {problem}")
+        document = parsed.documents[0].data
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        sealed = encrypt(data, file.name, recipients, now=now, document=document)
+    except SopsError as exc:
+        raise CliError(f"{file}: {exc}") from exc
+    if in_place:
+        file.write_bytes(sealed)
+    else:
+        click.echo(sealed.decode(), nl=False)
+
+
 def _throwaway_key() -> SecretKey:
     """A key for what never compares with hosts (validate, convert, plan --base), with this machine's age
     identities so that encrypted files of the repository can be read."""

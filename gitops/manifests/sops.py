@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import os
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pyrage
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pyrage import x25519
 
 from gitops.errors import GitopsError
 
@@ -253,3 +255,70 @@ def _dotenv(text: str, identities: Sequence[Any]) -> bytes:
     key = _data_key(metadata, identities)
     plain = _decrypt_leaves(values, metadata, key)
     return "".join(f"{name}={value}\n" for name, value in plain.items()).encode()
+
+
+# -- writing, for `gitops secrets encrypt` (users without the sops binary) ------------------------------------------
+def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, document: Any = None) -> bytes:
+    """``data`` encrypted as sops does for these age recipients: by the file name's extension, a YAML or JSON
+    document (``document``, parsed by the caller), a dotenv file, or any other file in sops' binary form. ``now``
+    is the RFC 3339 time recorded as lastmodified (the MAC's additional data)."""
+    try:
+        parsed = [x25519.Recipient.from_str(r) for r in recipients]
+    except pyrage.RecipientError as exc:
+        raise SopsError("a recipient is not an age public key (age1...)") from exc
+    if not parsed:
+        raise SopsError("give at least one age recipient (--age age1...)")
+    key = os.urandom(32)
+    digest = hashlib.sha512()
+    enc = [{"recipient": r, "enc": bytes(pyrage.encrypt(key, [p], armored=True)).decode()}
+           for r, p in zip(recipients, parsed, strict=True)]
+
+    def seal(plain: bytes, aad: str, kind: str) -> str:
+        iv = os.urandom(32)
+        sealed = AESGCM(key).encrypt(iv, plain, aad.encode())
+        parts = (sealed[:-16], iv, sealed[-16:])
+        data_b64, iv_b64, tag_b64 = (base64.b64encode(p).decode() for p in parts)
+        return f"ENC[AES256_GCM,data:{data_b64},iv:{iv_b64},tag:{tag_b64},type:{kind}]"
+
+    def walk(value: Any, path: tuple[str, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, path) for v in value]
+        plain = _plain_bytes(value)
+        digest.update(plain)
+        if any(p.endswith("_unencrypted") for p in path) or value == "" or value is None:
+            return value
+        kind = {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
+        return seal(plain, ":".join(path) + ":", kind)
+
+    metadata: dict[str, Any] = {"age": enc, "lastmodified": now, "unencrypted_suffix": "_unencrypted",
+                                "version": "3.9.0"}
+    suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    if suffix == "env":
+        values = {}
+        for line in data.decode("utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                key_name, sep, value = line.partition("=")
+                if not sep:
+                    raise SopsError("a line of the dotenv file is not NAME=VALUE")
+                values[key_name] = value
+        sealed_values = walk(values, ())
+        metadata["mac"] = seal(digest.hexdigest().upper().encode(), now, "str")
+        lines = [f"{k}={v}" for k, v in sealed_values.items()]
+        for i, entry in enumerate(enc):
+            lines += [f"sops_age__list_{i}__map_enc={entry['enc']}".replace("\n", "\\n"),
+                      f"sops_age__list_{i}__map_recipient={entry['recipient']}"]
+        lines += [f"sops_lastmodified={now}", f"sops_mac={metadata['mac']}", "sops_unencrypted_suffix=_unencrypted",
+                  "sops_version=3.9.0"]
+        return ("\n".join(lines) + "\n").encode()
+    if suffix in ("yaml", "yml", "json") and isinstance(document, dict):
+        tree = walk(document, ())
+    else:
+        try:
+            tree = walk({"data": data.decode("utf-8")}, ())
+        except UnicodeDecodeError as exc:
+            raise SopsError("the file is not UTF-8 text; encrypt it with age instead (gitops reads *.age files)") \
+                from exc
+    metadata["mac"] = seal(digest.hexdigest().upper().encode(), now, "str")
+    return (json.dumps({**tree, "sops": metadata}, indent=2, ensure_ascii=False) + "\n").encode()
