@@ -157,3 +157,15 @@ def test_gitops_secrets_encrypt_writes_what_the_decrypter_reads(tmp_path: Path, 
     bad = run_gitops("secrets", "encrypt", str(tmp_path / "x.txt"), "--age", "age1nope", tmp=tmp_path)
     assert (bad.returncode, bad.stderr.strip()) == (
         1, f"Error: {tmp_path / 'x.txt'}: a recipient is not an age public key (age1...)")
+
+
+def test_an_encrypted_dot_env_cannot_feed_interpolation(tmp_path: Path, key_file) -> None:
+    """Interpolated values land in image names, ports and plain environment, all shown in plans."""
+    _, recipient = key_file
+    root = write_files(tmp_path / "repo", {"compose.yaml": "name: s\nservices:\n  web: {image: 'a:${TAG}'}\n",
+                                          ".env": sops_dotenv({"TAG": CANARY}, recipient)})
+    outcome = load_repo(root, key=with_age(ephemeral_key()))
+    assert [str(e) for e in outcome.errors] == [
+        ".env: an encrypted file cannot give variables to the compose file: what it interpolates (image tags, ports, "
+        "environment) is shown in plans; keep variables plain, and give the container its secrets with env_file: or "
+        "secrets: pointing at the encrypted file"]

@@ -23,6 +23,7 @@ from gitops.manifests.compose.interpolate import DotenvError, InterpolationError
 from gitops.manifests.compose.mapping import API, Mapper
 from gitops.manifests.compose.refusals import refusals
 from gitops.manifests.parse import Document, JsonPath, ManifestError, RepoPathError, format_path
+from gitops.manifests.sops import Decrypted
 
 COMPOSE_FILE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # merged after the file of the same folder, as `docker compose up` does without -f
@@ -243,6 +244,11 @@ def _variables(stack: Stack, read_text: ReadText) -> tuple[dict[str, str], list[
             if stack.env_files:
                 return {}, [ManifestError(rel, 0, 0, "no such env file in the repository")]
             continue  # no .env beside the compose file: nothing to read
+        if isinstance(text, Decrypted):
+            return {}, [ManifestError(rel, 0, 0, "an encrypted file cannot give variables to the compose file: "
+                                      "what it interpolates (image tags, ports, environment) is shown in plans; "
+                                      "keep variables plain, and give the container its secrets with env_file: "
+                                      "or secrets: pointing at the encrypted file")]
         try:
             variables.update(parse_dotenv(text, variables))
         except DotenvError as exc:
