@@ -186,7 +186,7 @@ def _decrypt_leaves(tree: dict[str, Any], metadata: dict[str, Any], key: bytes) 
             return {k: walk(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, path) for v in value]
-        if rules.encrypted(path) and not (value == "" and not path):
+        if rules.encrypted(path):
             if value == "" or value is None:  # sops leaves empty values as they are
                 digest.update(b"")
                 return value
@@ -270,6 +270,7 @@ def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, docu
         raise SopsError("give at least one age recipient (--age age1...)")
     key = os.urandom(32)
     digest = hashlib.sha512()
+    rules = _Rules({"unencrypted_suffix": "_unencrypted"})  # what sops does by default, as the reader reads it
     enc = [{"recipient": r, "enc": bytes(pyrage.encrypt(key, [p], armored=True)).decode()}
            for r, p in zip(recipients, parsed, strict=True)]
 
@@ -287,7 +288,7 @@ def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, docu
             return [walk(v, path) for v in value]
         plain = _plain_bytes(value)
         digest.update(plain)
-        if any(p.endswith("_unencrypted") for p in path) or value == "" or value is None:
+        if not rules.encrypted(path) or value == "" or value is None:
             return value
         kind = {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
         return seal(plain, ":".join(path) + ":", kind)
