@@ -612,3 +612,11 @@ def test_a_label_selector_without_any_host_manifest_is_an_error(tmp_path: Path) 
         "compose.yaml:5:25: services.web.deploy.placement: there are no Host manifests, so no host has these "
         "labels (the local engine, used as the one host, has none); declare the hosts with their labels, or remove "
         "the selector"]
+
+
+def test_secret_ownership_is_refused_rather_than_dropped(tmp_path: Path) -> None:
+    """Files are delivered owned by root: a uid/gid the service asks for would silently not apply."""
+    root = stack(tmp_path, "name: s\nservices:\n  web:\n    image: a\n    secrets: [{source: t, uid: '1000'}]\n"
+                           "secrets:\n  t: {file: ./t.txt}\n", t_DOT_txt="x\n")
+    assert errors(root) == ["compose.yaml:5:27: services.web.secrets[0].uid: unknown field 'uid' (allowed: mode, "
+                            "source, target)"]
