@@ -173,7 +173,7 @@ class FakeHost:
             if cid in self.containers:
                 cid = f"{cid}-{next(self._ids)}"
             self.add(cid, container_labels(project, svc, slot, revision, networks), "created", name=name,
-                     image=svc.image)
+                     image=svc.run_image)
             # Docker keeps a health status only for the checks it runs itself (exec); gitops probes http/tcp
             self.containers[cid]["docker_health"] = svc.healthcheck is not None and svc.healthcheck.kind == "exec"
             self.containers[cid]["networks"] = tuple(network_docker_name(project, n) for n in svc.networks)
@@ -331,9 +331,9 @@ def host_with(desired: DesiredState, name: str = "local") -> FakeHost:
         for c in observation.containers:
             svc = desired.service(c.service)
             host.add(c.id, container_labels(project, svc, c.slot, desired.revision, net_hashes), name=c.name,
-                     image=svc.image, health=c.health)
+                     image=svc.run_image, health=c.health)
             host.containers[c.id].update(networks=c.networks, volumes=c.volumes, docker_health=(
                 svc.healthcheck is not None and svc.healthcheck.kind == "exec"))
-            host.images.add(svc.image)
+            host.images.add(svc.run_image)
     host.calls.clear()
     return host

@@ -267,7 +267,7 @@ def test_missing_required_and_bad_envelope(repo) -> None:
     assert errors(root) == [
         "a.yaml:4:7: spec: 'image' is a required property",
         "b.yaml:1:13: apiVersion: 'gitops/v2' is not supported; use 'gitops/v1'",
-        "c.yaml:2:7: kind: 'Servce' is not one of ['Project', 'Host', 'Service', 'Network', 'Volume']; did you mean 'Service'?",
+        "c.yaml:2:7: kind: 'Servce' is not one of ['Project', 'Host', 'Service', 'Network', 'Volume', 'Registry']; did you mean 'Service'?",
         "d.yaml:1:1: not a gitops manifest: apiVersion is missing (expected 'gitops/v1')",
         "e.yaml:3:18: metadata.name: 'Bad_Name' is not valid: Lower-case letters, digits, '-', '_' and '.', "
         "starting and ending with a letter or digit, at most 63 characters.",

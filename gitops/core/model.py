@@ -146,6 +146,17 @@ class RepoFile:
         return f"{self.digest} mode {self.mode:04o} from {self.source}"
 
 
+def image_name(image: str) -> str:
+    """``image`` without its tag and digest: ``registry:5000/app:1.4@sha256:..`` -> ``registry:5000/app``."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return name[: len(name) - len(last)] + last.split(":", 1)[0]
+
+
+def pinned_image(image: str, digest: str) -> str:
+    return f"{image_name(image)}@{digest}"
+
+
 def content_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 
@@ -197,6 +208,9 @@ class ServiceSpec:
     name: str
     image: str
     pull_policy: Literal["missing", "always", "never"] = "missing"
+    # "digest": the tag is looked up on its registry before each plan, and containers run that exact image
+    resolve: Literal["tag", "digest"] = "tag"
+    digest: str = ""  # "sha256:<hex>": the image's digest on its registry, when resolved (gitops.engine.images)
     command: tuple[str, ...] | None = None
     entrypoint: tuple[str, ...] | None = None
     env: tuple[EnvVar, ...] = ()
@@ -243,7 +257,7 @@ class ServiceSpec:
         """
         hc = self.healthcheck
         config: dict[str, Any] = {
-            "image": self.image,
+            "image": self.image + "@" + self.digest if self.digest else self.image,
             "command": list(self.command) if self.command is not None else None,
             "entrypoint": list(self.entrypoint) if self.entrypoint is not None else None,
             "env": {e.name: e.canonical() for e in self.env},
@@ -283,6 +297,12 @@ class ServiceSpec:
     @property
     def spec_hash(self) -> str:
         return hashlib.sha256(canonical_json(self.container_config()).encode()).hexdigest()
+
+    @property
+    def run_image(self) -> str:
+        """What its containers are created from: ``name@sha256:...`` once the digest is resolved, else the image
+        as written (Docker takes a name with a digest and no tag; the tag stays in the spec and the plan)."""
+        return pinned_image(self.image, self.digest) if self.digest else self.image
 
     @property
     def secret_names(self) -> frozenset[str]:
@@ -351,6 +371,18 @@ class PolicyException:
 
 
 @dataclass(frozen=True)
+class RegistrySpec:
+    """Credentials for one image registry, declared in the repository (a Registry manifest). The password
+    comes from an encrypted file; it goes to the registry's API and to each host's pull, nowhere else."""
+
+    name: str
+    server: str  # "host[:port]" as image names spell it; "docker.io" for Docker Hub
+    username: str
+    password: str = field(repr=False)
+    source: str = ""  # FILE:LINE of the manifest, for errors
+
+
+@dataclass(frozen=True)
 class ProjectSpec:
     name: str
     prune: bool = False
@@ -376,6 +408,7 @@ class DesiredState:
     services: tuple[ServiceSpec, ...]
     revision: str = ""
     exceptions: tuple[PolicyException, ...] = ()  # settings the Project's policy.allow let through
+    registries: tuple[RegistrySpec, ...] = ()  # credentials declared in the repository
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:

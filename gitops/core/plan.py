@@ -121,7 +121,25 @@ class FieldChange:
     def describe(self) -> str:
         if self.secret:
             return f"{self.path}: (secret changed)"
+        if self.path == "image" and isinstance(self.old, str) and isinstance(self.new, str):
+            old, new = _split_digest(self.old), _split_digest(self.new)
+            if old[0] == new[0] and old[1] and new[1]:  # the same tag, moved on its registry
+                return f"image {_show(old[0])} ({_short_digest(old[1])} -> {_short_digest(new[1])})"
+            return (f"image: {_show(old[0])}{' ' + _short_digest(old[1]) if old[1] else ''} -> "
+                    f"{_show(new[0])}{' ' + _short_digest(new[1]) if new[1] else ''}")
         return f"{self.path}: {_show(self.old)} -> {_show(self.new)}"
+
+
+def _split_digest(image: str) -> tuple[str, str]:
+    """``app:1.4@sha256:..`` -> (``app:1.4``, ``sha256:..``); no digest -> (image, "")."""
+    name, at, digest = image.partition("@")
+    return (name, digest) if at else (image, "")
+
+
+def _short_digest(digest: str) -> str:
+    """Enough of a digest to tell two apart in a plan (the JSON plan keeps it whole)."""
+    algorithm, _, hex_part = digest.partition(":")
+    return escape_text(f"{algorithm}:{hex_part[:12]}..") if hex_part else escape_text(digest)
 
 
 def _show(value: Any) -> str:

@@ -160,15 +160,15 @@ def _replaced(c: ObservedContainer, svc: ServiceSpec) -> bool:
     Seen from the list call when the image differs (Docker lists an image by ID when its name was
     removed or moved; that is not taken as drift), or from an inspect (``hand_changes``).
     """
-    return bool(c.hand_changes) or (bool(c.image) and not c.image.startswith("sha256:") and c.image != svc.image)
+    return bool(c.hand_changes) or (bool(c.image) and not c.image.startswith("sha256:") and c.image != svc.run_image)
 
 
 def _hand_made(c: ObservedContainer, svc: ServiceSpec) -> tuple[tuple[FieldChange, ...], str]:
     """What differs on a container replaced by hand, and a sentence saying so."""
     fields = list(c.hand_changes)
     changes: list[FieldChange] = []
-    if "image" in fields or (c.image and not c.image.startswith("sha256:") and c.image != svc.image):
-        changes.append(FieldChange("image", c.image, svc.image))
+    if "image" in fields or (c.image and not c.image.startswith("sha256:") and c.image != svc.run_image):
+        changes.append(FieldChange("image", c.image, svc.run_image))
         fields = [f for f in fields if f != "image"]
     changes += [FieldChange(f, "by-hand", "declared") for f in fields]
     what = f" with {c.image}" if not fields else "; " + ", ".join(fields) + " differ"
@@ -314,7 +314,7 @@ class _Planner:
     def service(self, svc: ServiceSpec) -> None:
         wanted = self.desired.instances(svc)
         wanted_keys = {(i.host, i.slot) for i in wanted}
-        pull = Op("pull", svc.image, PullArgs(svc.pull_policy))
+        pull = Op("pull", svc.run_image, PullArgs(svc.pull_policy))
         # Services are planned in dependency order (see plan()), so dependency steps are known here.
         dep_steps = self._dependency_steps(svc)
         created: list[str] = []

@@ -420,7 +420,7 @@ class Executor:
 
         # 1. images, once per host, before any container is touched
         hosts_needing = sorted({s.host for s in creates + updates if any(o.kind == "pull" for o in s.ops)})
-        pulls = {h: _spawn(self._call, self.hosts[h].ensure_image, svc.image, svc.pull_policy)
+        pulls = {h: _spawn(self._call, self.hosts[h].ensure_image, svc.run_image, svc.pull_policy)
                  for h in hosts_needing}
         pull_errors = {h: f.exception() for h, f in pulls.items() if f.exception() is not None}
         if pull_errors:

@@ -79,7 +79,7 @@ def _check_settings(desired: DesiredState, hosts: Mapping[str, Host], observed: 
     specs = {s.name: s for s in desired.services}
     todo = [(h.host, c) for h in observed.hosts if h.reachable for c in h.containers
             if c.id not in trusted and c.service in specs and c.spec_hash == specs[c.service].spec_hash
-            and c.image == specs[c.service].image]
+            and c.image == specs[c.service].run_image]
     if not todo:
         return observed
     image_env: dict[str, list[str]] = {}

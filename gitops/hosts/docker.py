@@ -411,7 +411,7 @@ class DockerHost(_LeaseOps):
             healthcheck = {"test": list(hc.command), "interval": int(hc.interval * NS), "timeout": int(hc.timeout * NS),
                            "retries": hc.retries, "start_period": int(hc.start_period * NS)}
         request = dict(
-            image=svc.image, command=list(svc.command) if svc.command is not None else None,
+            image=svc.run_image, command=list(svc.command) if svc.command is not None else None,
             entrypoint=list(svc.entrypoint) if svc.entrypoint is not None else None,
             environment=[f"{e.name}={e.value}" for e in svc.env] or None,
             working_dir=svc.working_dir or None, user=svc.user or None, hostname=svc.hostname or None,
@@ -430,7 +430,7 @@ class DockerHost(_LeaseOps):
         try:
             created = self._call(f"create container {name}", self.client.create_container, **request)
         except Conflict:
-            adopted = self._adopt_own(name, project, svc.spec_hash, svc.image)
+            adopted = self._adopt_own(name, project, svc.spec_hash, svc.run_image)
             self._put_files(adopted.id, name, svc)  # it may have been made by a pass that died before this
             return adopted
         container_id: str = created["Id"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from gitops.core.model import (
     LOCAL_HOST,
@@ -24,6 +24,7 @@ from gitops.core.model import (
     NetworkSpec,
     Port,
     ProjectSpec,
+    RegistrySpec,
     RepoFile,
     SecretKey,
     ServiceSpec,
@@ -187,6 +188,7 @@ class _Builder:
             name=doc.name,
             image=spec["image"],
             pull_policy=spec.get("pullPolicy", "missing"),
+            resolve=_resolve(spec),
             command=_command(spec.get("command")),
             entrypoint=_command(spec.get("entrypoint")),
             env=env,
@@ -269,7 +271,55 @@ class _Builder:
         self.external_volumes = {v.name: v.external for v in volumes if v.external}
         defaults = pspec.get("defaults") or {}
         services = tuple(self.service(d, defaults, host_docs, project.self_heal) for d in self.of_kind("Service"))
-        return DesiredState(project, hosts, networks, volumes, services)
+        return DesiredState(project, hosts, networks, volumes, services, registries=self.registries())
+
+    def registries(self) -> tuple[RegistrySpec, ...]:
+        """Registry manifests: one per server, the password from an encrypted file (never a plain one)."""
+        out: dict[str, RegistrySpec] = {}
+        for doc in self.of_kind("Registry"):
+            spec = spec_of(doc)
+            server = registry_server(spec["server"])
+            where = ("spec", "password", "secretFile")
+            if server in out:
+                self.errors.append(doc.error(("spec", "server"), f"spec.server: {server} already has credentials "
+                                             f"in Registry '{out[server].name}' ({out[server].source}); keep one"))
+                continue
+            try:
+                password = self.read_file(doc.file, spec["password"]["secretFile"])
+            except RepoPathError as exc:
+                self.errors.append(doc.error(where, f"spec.password.secretFile: {exc}"))
+                continue
+            if not isinstance(password, Decrypted):
+                self.errors.append(doc.error(where, "spec.password.secretFile: the file is not encrypted; a registry "
+                                             "password is never kept in plain text in git: encrypt it with "
+                                             "`gitops secrets encrypt FILE --age RECIPIENT -i` (or sops)"))
+                continue
+            password = password.rstrip("\r\n")
+            if not password:
+                self.errors.append(doc.error(where, "spec.password.secretFile: the password is empty"))
+                continue
+            out[server] = RegistrySpec(doc.name, server, spec["username"], password, f"{doc.file}:{doc.line}")
+        return tuple(out.values())
+
+
+def _resolve(spec: dict[str, Any]) -> Literal["tag", "digest"]:
+    """Whether the tag is looked up on its registry: as asked, else with pullPolicy always; never for an image
+    already named by its digest."""
+    if "@" in spec["image"]:
+        return "tag"
+    asked = spec.get("resolve")
+    if asked in ("tag", "digest"):
+        return cast(Literal["tag", "digest"], asked)
+    return "digest" if spec.get("pullPolicy") == "always" else "tag"
+
+
+DOCKER_HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
+
+
+def registry_server(server: str) -> str:
+    """A registry as image names spell it, lower case; Docker Hub's other names are docker.io."""
+    server = server.lower()
+    return "docker.io" if server in DOCKER_HUB_NAMES else server
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:

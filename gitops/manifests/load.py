@@ -7,6 +7,7 @@ The stages, each reporting all its errors before the next runs:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,6 @@ def load_repo(root: Path, *, revision: str = "", limits: Limits = DEFAULT_LIMITS
     if build_errors:
         outcome.errors = build_errors
         return outcome
-    outcome.desired = DesiredState(desired.project, desired.hosts, desired.networks, desired.volumes,
-                                   desired.services, revision, tuple(allowed_policy_exceptions(valid)))
+    outcome.desired = dataclasses.replace(desired, revision=revision,
+                                          exceptions=tuple(allowed_policy_exceptions(valid)))
     return outcome

@@ -22,7 +22,7 @@ from gitops.manifests.parse import Document, JsonPath, ManifestError, format_pat
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 KIND_SCHEMAS = {"Project": "project", "Host": "host", "Service": "service", "Network": "network",
-                "Volume": "volume"}
+                "Volume": "volume", "Registry": "registry"}
 API_VERSION = "gitops/v1"
 
 
