@@ -13,6 +13,13 @@ if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ] || ! command -v 
     || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; }
 fi
 
+# Tests run a real image registry (tests/registryutil.py): distribution, packaged by Debian.
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "setup: installing docker-registry (Debian package)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
