@@ -5,9 +5,15 @@ compose env_file/secrets; tampering, a missing or wrong key, and other key servi
 from __future__ import annotations
 
 import json
+import os
+import re
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from pyrage import x25519
 
 from gitops.core.model import ephemeral_key
 from gitops.manifests.load import load_repo
@@ -169,3 +175,81 @@ def test_an_encrypted_dot_env_cannot_feed_interpolation(tmp_path: Path, key_file
         ".env: an encrypted file cannot give variables to the compose file: what it interpolates (image tags, ports, "
         "environment) is shown in plans; keep variables plain, and give the container its secrets with env_file: or "
         "secrets: pointing at the encrypted file"]
+
+
+def gitops(*args: str, stdin: bytes = b"", env: dict[str, str] | None = None, umask: int | None = None
+           ) -> subprocess.CompletedProcess[bytes]:
+    """The real gitops executable in a fresh process (standard input given, optionally another umask)."""
+    preexec = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run([str(Path(sys.executable).parent / "gitops"), *args], input=stdin, capture_output=True,
+                          env=env, timeout=60, preexec_fn=preexec)
+
+
+def test_secrets_keygen_writes_a_private_age_key_file_and_prints_its_recipient(tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "age.txt"
+    key.parent.mkdir()
+    done = gitops("secrets", "keygen", "--output", str(key), umask=0)  # no umask to hide a loose mode
+    assert done.returncode == 0, done.stderr
+    recipient = done.stdout.decode().strip()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    created, public, secret = key.read_text().splitlines()
+    assert re.fullmatch(r"# created: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", created)
+    assert public == f"# public key: {recipient}" and recipient.startswith("age1")
+    assert str(x25519.Identity.from_str(secret).to_public()) == recipient
+    assert secret.encode() not in done.stdout + done.stderr
+    # what it encrypts to, the key file decrypts (the file is read as --age-key-file reads it)
+    sealed = gitops("secrets", "encrypt", "-", "--age", recipient, stdin=CANARY.encode())
+    assert sealed.returncode == 0 and CANARY.encode() not in sealed.stdout
+    (doc,) = parse_documents(sealed.stdout.decode(), "stdin").documents
+    assert decrypt(sealed.stdout, [x25519.Identity.from_str(secret)], document=doc.data) == CANARY.encode()
+
+
+def test_secrets_keygen_never_overwrites_a_file(tmp_path: Path) -> None:
+    existing = tmp_path / "age.txt"
+    existing.write_text("the only key to something\n")
+    done = gitops("secrets", "keygen", "-o", str(existing))
+    assert done.returncode == 1 and done.stdout == b""
+    assert b"already exists; a key file is never overwritten" in done.stderr
+    assert existing.read_text() == "the only key to something\n"
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")  # a dangling link is not followed either
+    assert gitops("secrets", "keygen", "-o", str(tmp_path / "link")).returncode == 1
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_secrets_keygen_without_output_prints_the_key_file_as_age_keygen_does() -> None:
+    done = gitops("secrets", "keygen")
+    assert done.returncode == 0
+    created, public, secret = done.stdout.decode().splitlines()
+    recipient = done.stderr.decode().strip().removeprefix("Public key: ")
+    assert created.startswith("# created: ") and public == f"# public key: {recipient}"
+    assert str(x25519.Identity.from_str(secret).to_public()) == recipient
+
+
+def test_secrets_check_says_whether_files_decrypt_and_never_what_they_hold(tmp_path: Path, key_file) -> None:
+    path, recipient = key_file
+    (tmp_path / "ok.env").write_text(sops_dotenv({"DB_PASSWORD": CANARY}, recipient))
+    (tmp_path / "ok.age").write_bytes(age_file(CANARY.encode(), recipient))
+    (tmp_path / "plain.txt").write_text(CANARY)
+    (tmp_path / "other.json").write_text(sops_json({"a": CANARY}, new_identity()[1]))
+    env = {**os.environ, "SOPS_AGE_KEY_FILE": str(path)}
+    good = gitops("secrets", "check", str(tmp_path / "ok.env"), str(tmp_path / "ok.age"), env=env)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout.decode().splitlines() == [f"{tmp_path / n}: decrypts with the age key given"
+                                                for n in ("ok.env", "ok.age")]
+    bad = gitops("secrets", "check", *(str(tmp_path / n) for n in ("ok.env", "plain.txt", "other.json")), env=env)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().splitlines() == [
+        f"{tmp_path / 'plain.txt'}: not encrypted",
+        f"{tmp_path / 'other.json'}: cannot be decrypted: no age identity given matches a recipient of the file "
+        f"({json.loads((tmp_path / 'other.json').read_text())['sops']['age'][0]['recipient']})"]
+    for done in (good, bad):
+        assert CANARY.encode() not in done.stdout + done.stderr
+
+
+def test_secrets_encrypt_reads_standard_input_in_sops_binary_form(tmp_path: Path) -> None:
+    _, recipient = new_identity()
+    done = gitops("secrets", "encrypt", "-", "--age", recipient, "-i", stdin=b"x")
+    assert done.returncode == 2 and b"--in-place needs a FILE" in done.stderr
+    done = gitops("secrets", "encrypt", "-", "--age", recipient, stdin=f"{CANARY}\n".encode())
+    assert done.returncode == 0
+    assert set(json.loads(done.stdout)) == {"data", "sops"} and CANARY.encode() not in done.stdout

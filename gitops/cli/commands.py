@@ -216,19 +216,23 @@ def secrets() -> None:
 
 
 @secrets.command("encrypt")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path))
 @click.option("--age", "recipients", multiple=True, required=True, help="An age recipient (age1...); repeatable.")
 @click.option("--in-place", "-i", is_flag=True, help="Replace FILE with its encrypted form (else print it).")
 def secrets_encrypt(file: Path, recipients: tuple[str, ...], in_place: bool) -> None:
     """Encrypt FILE as sops does, for users without the sops binary: YAML and JSON (by extension) value by value
     (written as JSON, which is YAML too), .env line by line, anything else in sops' binary form. Keys named
-    *_unencrypted stay readable. `sops -d` and gitops decrypt the result."""
+    *_unencrypted stay readable. `sops -d` and gitops decrypt the result. FILE `-` reads standard input (binary
+    form), so that a secret never has to be written to disk unencrypted."""
     import datetime
 
     from gitops.manifests.parse import parse_documents
     from gitops.manifests.sops import SopsError, encrypt, is_encrypted
 
-    data = file.read_bytes()
+    from_stdin = str(file) == "-"
+    if from_stdin and in_place:
+        raise click.UsageError("--in-place needs a FILE, not standard input")
+    data = sys.stdin.buffer.read() if from_stdin else file.read_bytes()
     if is_encrypted(data):
         raise CliError(f"{file}: already encrypted")
     document = None
@@ -240,13 +244,95 @@ def secrets_encrypt(file: Path, recipients: tuple[str, ...], in_place: bool) -> 
         document = parsed.documents[0].data
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        sealed = encrypt(data, file.name, recipients, now=now, document=document)
+        sealed = encrypt(data, "" if from_stdin else file.name, recipients, now=now, document=document)
     except SopsError as exc:
         raise CliError(f"{file}: {exc}") from exc
     if in_place:
         file.write_bytes(sealed)
     else:
         click.echo(sealed.decode(), nl=False)
+
+
+@secrets.command("keygen")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the key file here: made with mode 0600, never over an existing file. Without it the key "
+              "file is printed and the recipient goes to stderr, as age-keygen does.")
+def secrets_keygen(output: Path | None) -> None:
+    """Make a new age key (X25519) in age-keygen's format and print its public recipient (age1...). The recipient
+    is all that people who encrypt need (gitops secrets encrypt --age, sops --age); the key file belongs on the
+    machine that decrypts (--age-key-file, SOPS_AGE_KEY_FILE), never in the repository."""
+    import datetime
+
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    created = datetime.datetime.now().astimezone().replace(microsecond=0).isoformat()
+    created = created.removesuffix("+00:00") + "Z" if created.endswith("+00:00") else created  # as Go's RFC 3339
+    text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
+    if output is None:
+        click.echo(text, nl=False)
+        click.echo(f"Public key: {recipient}", err=True)
+        return
+    try:  # 0600 from the first byte on: the file is never readable by anyone else, not even for a moment
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError as exc:
+        raise CliError(f"{output}: already exists; a key file is never overwritten (move it away first: it may "
+                       "be the only key that decrypts some files)") from exc
+    except OSError as exc:
+        raise CliError(f"{output}: cannot create the key file: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError as exc:
+        output.unlink(missing_ok=True)
+        raise CliError(f"{output}: cannot write the key file: {exc.strerror or exc}") from exc
+    click.echo(recipient)
+
+
+@secrets.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def secrets_check(files: tuple[Path, ...]) -> None:
+    """Check that each FILE is encrypted (SOPS or age) and decrypts with this machine's age identities
+    (--age-key-file), MAC included, as a deploy would read it. Nothing decrypted is shown; exit 1 when a file
+    is not encrypted or cannot be decrypted, with the reason."""
+    from gitops.manifests.parse import parse_documents
+    from gitops.manifests.sops import SopsError, decrypt, is_encrypted
+    from gitops.secret_key import SecretKeyError, age_identities
+
+    try:
+        identities = age_identities()
+    except SecretKeyError as exc:
+        raise CliError(str(exc)) from exc
+    failed = 0
+    for file in files:
+        data = file.read_bytes()
+        if not is_encrypted(data):
+            click.echo(f"{file}: not encrypted", err=True)
+            failed += 1
+            continue
+        document = None
+        try:
+            parsed = parse_documents(data.decode("utf-8"), file.name).documents
+            document = parsed[0].data if len(parsed) == 1 else None
+        except UnicodeDecodeError:
+            pass  # binary: an age file
+        try:
+            plain = decrypt(data, identities, document=document)
+        except SopsError as exc:
+            click.echo(f"{file}: cannot be decrypted: {exc}", err=True)
+            failed += 1
+            continue
+        if plain is None:
+            click.echo(f"{file}: not a SOPS or age file gitops reads", err=True)
+            failed += 1
+            continue
+        del plain
+        click.echo(f"{file}: decrypts with the age key given")
+    if failed:
+        raise SystemExit(EXIT_INVALID)
 
 
 def _throwaway_key() -> SecretKey:
