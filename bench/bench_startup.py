@@ -11,7 +11,8 @@ the median, min and max wall-clock times are reported, hyperfine-style:
   gitops apply REPO --yes --state-dir TMP     no-op: after one real apply, nothing to do
   docker-compose up -d                 no-op: after one real `up -d`, on an equivalent compose file
 REPO is a copy of example-repo under a fresh project name (so nothing another user runs is touched),
-committed to a fresh git repository.
+its secret encrypted again for a fresh age key given with SOPS_AGE_KEY_FILE (tests/examplerepo.py; the
+timed validate and apply decrypt it), committed to a fresh git repository.
 Everything the run creates on the local engine is removed at the end. Targets: --help and validate
 under 0.3 s, the no-op apply under docker-compose's no-op `up -d`.
 """
@@ -30,6 +31,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.examplerepo import example_copy  # noqa: E402
+
 BIN = Path(sys.executable).parent
 GITOPS = str(BIN / "gitops")
 
@@ -116,7 +121,8 @@ def load() -> str:
 
 def copy_example(dest: Path, project: str) -> Path:
     repo = dest / "repo"
-    shutil.copytree(ROOT / "example-repo", repo, ignore=shutil.ignore_patterns(".github"))
+    example = example_copy(repo, ignore=shutil.ignore_patterns(".github"))
+    ENV["SOPS_AGE_KEY_FILE"] = str(example.key_file)
     project_file = repo / "project.yaml"
     project_file.write_text(project_file.read_text().replace("name: shop", f"name: {project}", 1))
     # A git checkout, as manifests usually are: apply then reads the revision (GitPython and git run).

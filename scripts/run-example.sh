@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The example's one secret is a SOPS file; its age key lives in .gitops-example/ (never committed), made on the
+# first run, which then encrypts a new password to it (scripts/example-key.sh).
+bash scripts/example-key.sh
+export SOPS_AGE_KEY_FILE=$PWD/.gitops-example/age-key.txt  # what --age-key-file sets
 gitops=.venv/bin/gitops
 $gitops validate example-repo
 $gitops apply example-repo --yes
@@ -15,4 +19,4 @@ port=$(docker ps --filter label=io.gitops.service=web --filter label=io.gitops.p
 if [ -n "$port" ]; then
   echo "web answers on http://127.0.0.1:$port/ : $(wget -q -O - "http://127.0.0.1:$port/" 2>/dev/null || busybox wget -q -O - "http://127.0.0.1:$port/")"
 fi
-echo "Next: edit example-repo (e.g. image: local/web:2 in services/web.yaml), then '$gitops plan example-repo' and run this again."
+echo "Next: edit example-repo (e.g. image: local/web:2 in services/web.yaml), then '$gitops --age-key-file .gitops-example/age-key.txt plan example-repo' and run this again."

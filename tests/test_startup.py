@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.examplerepo import example_copy
+
 GITOPS = str(Path(sys.executable).parent / "gitops")
 
 # What --help must not pay for: the Docker client and its transports, the logging renderer and its
@@ -50,7 +51,8 @@ def test_subcommand_help_imports_no_docker_logging_or_schema(tmp_path: Path) -> 
 
 
 def test_validate_imports_no_docker(tmp_path: Path) -> None:
-    code, modules = imported("validate", str(ROOT / "example-repo"), tmp=tmp_path)
+    example = example_copy(tmp_path / "example")
+    code, modules = imported("--age-key-file", str(example.key_file), "validate", str(example.root), tmp=tmp_path)
     assert code == 0
     assert offending(modules, NOT_FOR_VALIDATE) == []
     assert "jsonschema" in modules and "gitops.manifests.load" in modules  # it did validate
@@ -68,8 +70,9 @@ def test_invalid_repo_validate_imports_no_docker(tmp_path: Path) -> None:
 @pytest.mark.docker
 def test_plan_against_local_engine_imports_no_paramiko_or_logging(tmp_path: Path, docker_client: object) -> None:
     """docker-py imports paramiko for its ssh transport; gitops leaves it unimported without ssh:// hosts."""
-    code, modules = imported("plan", str(ROOT / "example-repo"), "--state-dir", str(tmp_path / "state"),
-                             tmp=tmp_path)
+    example = example_copy(tmp_path / "example")
+    code, modules = imported("--age-key-file", str(example.key_file), "plan", str(example.root),
+                             "--state-dir", str(tmp_path / "state"), tmp=tmp_path)
     assert code == 0
     assert "docker" in modules  # it did talk to the engine
     assert offending(modules, ("paramiko", "structlog", "rich")) == []
