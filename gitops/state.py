@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS passes (
     error TEXT NOT NULL DEFAULT '',
     pid INTEGER NOT NULL DEFAULT 0,
     details TEXT NOT NULL DEFAULT '{}',
-    pins TEXT NOT NULL DEFAULT '{}'
+    pins TEXT NOT NULL DEFAULT '{}',
+    images TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS revisions (
     revision TEXT PRIMARY KEY,
@@ -71,7 +72,8 @@ CREATE TABLE IF NOT EXISTS pins (
     service TEXT PRIMARY KEY,
     revision TEXT NOT NULL,
     head_spec_hash TEXT NOT NULL,
-    pinned_at REAL NOT NULL
+    pinned_at REAL NOT NULL,
+    digest TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
@@ -90,7 +92,8 @@ CREATE TABLE IF NOT EXISTS source (
 """
 
 # Columns added after the first release, with their definitions: added to an older state.db when opened.
-MIGRATIONS = {("passes", "details"): "TEXT NOT NULL DEFAULT '{}'", ("passes", "pins"): "TEXT NOT NULL DEFAULT '{}'"}
+MIGRATIONS = {("passes", "details"): "TEXT NOT NULL DEFAULT '{}'", ("passes", "pins"): "TEXT NOT NULL DEFAULT '{}'",
+              ("passes", "images"): "TEXT NOT NULL DEFAULT '{}'", ("pins", "digest"): "TEXT NOT NULL DEFAULT ''"}
 
 # Failure evidence comes from containers (health-check output, log lines): the record keeps a bounded part.
 MAX_DETAIL_CHARS = 2000  # a message or health-check output; the end of the output is kept (it says why)
@@ -129,6 +132,7 @@ class PassRecord:
     error: str
     details: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> message, health_output, logs
     pins: dict[str, str] = field(default_factory=dict)  # service -> the revision whose spec it had (a pin held)
+    images: dict[str, str] = field(default_factory=dict)  # service -> the image digest it ran (resolve: digest)
 
     @property
     def duration(self) -> float | None:
@@ -138,7 +142,7 @@ class PassRecord:
         return {"id": self.id, "started_at": self.started_at, "finished_at": self.finished_at,
                 "duration": self.duration, "trigger": self.trigger, "revision": self.revision,
                 "outcome": self.outcome, "summary": self.summary, "services": self.services, "error": self.error,
-                "details": self.details, "pins": self.pins}
+                "details": self.details, "pins": self.pins, "images": self.images}
 
 
 @dataclass(frozen=True)
@@ -267,23 +271,26 @@ class StateStore:
     def finish_pass(self, pass_id: int, *, revision: str, outcome: str, summary: dict[str, Any] | None = None,
                     services: dict[str, Any] | None = None, error: str = "",
                     details: dict[str, dict[str, str]] | None = None, pins: dict[str, str] | None = None,
-                    now: float | None = None) -> None:
+                    images: dict[str, str] | None = None, now: float | None = None) -> None:
         """``details``: per failed service its message, health-check output and log lines (bounded here);
-        ``pins``: the services held at an older revision's spec in this pass (service -> that revision)."""
+        ``pins``: the services held at an older revision's spec in this pass (service -> that revision);
+        ``images``: the digest each service's image was resolved to (service -> sha256:...)."""
         with self._tx() as db:
             db.execute("UPDATE passes SET finished_at=?, revision=?, outcome=?, summary=?, services=?, error=?, "
-                       "details=?, pins=? WHERE id=?",
+                       "details=?, pins=?, images=? WHERE id=?",
                        (now or time.time(), revision, outcome, json.dumps(summary or {}), json.dumps(services or {}),
-                        error, json.dumps(bounded_details(details)), json.dumps(pins or {}), pass_id))
+                        error, json.dumps(bounded_details(details)), json.dumps(pins or {}),
+                        json.dumps(images or {}), pass_id))
 
     def passes(self, *, limit: int = 50, service: str | None = None) -> list[PassRecord]:
         rows = self._query("SELECT id, started_at, finished_at, trigger, revision, outcome, summary, services, error, "
-                           "details, pins FROM passes ORDER BY id DESC LIMIT ?",
+                           "details, pins, images FROM passes ORDER BY id DESC LIMIT ?",
                            (limit if service is None else limit * 20,))
         out = []
         for row in rows:
             record = PassRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                                json.loads(row[7]), row[8], json.loads(row[9]), json.loads(row[10]))
+                                json.loads(row[7]), row[8], json.loads(row[9]), json.loads(row[10]),
+                                json.loads(row[11]))
             if service is None or service in record.services:
                 out.append(record)
         return out[:limit]
@@ -323,12 +330,14 @@ class StateStore:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     # -- pins ---------------------------------------------------------------------------------------------
-    def pin(self, service: str, revision: str, head_spec_hash: str, *, now: float | None = None) -> None:
+    def pin(self, service: str, revision: str, head_spec_hash: str, *, digest: str = "",
+            now: float | None = None) -> None:
+        """Hold ``service`` at ``revision``'s spec (and at image ``digest``, when its tag is resolved)."""
         with self._tx() as db:
-            db.execute("INSERT INTO pins (service, revision, head_spec_hash, pinned_at) VALUES (?, ?, ?, ?) "
+            db.execute("INSERT INTO pins (service, revision, head_spec_hash, pinned_at, digest) VALUES (?, ?, ?, ?, ?) "
                        "ON CONFLICT(service) DO UPDATE SET revision=excluded.revision, "
-                       "head_spec_hash=excluded.head_spec_hash, pinned_at=excluded.pinned_at",
-                       (service, revision, head_spec_hash, now or time.time()))
+                       "head_spec_hash=excluded.head_spec_hash, pinned_at=excluded.pinned_at, digest=excluded.digest",
+                       (service, revision, head_spec_hash, now or time.time(), digest))
 
     def unpin(self, service: str) -> bool:
         with self._tx() as db:
@@ -336,6 +345,10 @@ class StateStore:
 
     def pins(self) -> dict[str, tuple[str, str]]:
         return {r[0]: (r[1], r[2]) for r in self._query("SELECT service, revision, head_spec_hash FROM pins")}
+
+    def pin_digests(self) -> dict[str, str]:
+        """service -> the image digest a pin holds it at (services whose tag is resolved to a digest)."""
+        return {r[0]: r[1] for r in self._query("SELECT service, digest FROM pins WHERE digest != ''")}
 
     # -- containers known to be as their spec says ----------------------------------------------------------
     def trusted_containers(self) -> dict[str, str]:

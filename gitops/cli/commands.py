@@ -19,11 +19,11 @@ import click
 from gitops import log  # light: structlog is imported when the first logger is made
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from gitops.core.model import DesiredState, ObservedState, SecretKey
     from gitops.core.plan import Plan
-    from gitops.core.ports import Host
+    from gitops.core.ports import DigestResolver, Host
     from gitops.engine.apply import ApplyOutcome
     from gitops.engine.reconciler import PassResult, Reconciler
     from gitops.manifests.load import LoadOutcome
@@ -163,14 +163,27 @@ def _observe(desired: DesiredState, hosts: Mapping[str, Host], state_dir: Path |
 
 
 def _make_plan(desired: DesiredState, hosts: Mapping[str, Host], allow_empty: bool,
-               state_dir: Path | None) -> Plan:
+               state_dir: Path | None) -> tuple[DesiredState, Plan]:
+    """The plan against the live hosts, as a pass makes it; and the desired state it plans (tags resolved)."""
     from gitops.core.planner import PlanError, PlanOptions
     from gitops.core.planner import plan as make_plan
 
-    observed = _observe(desired, hosts, state_dir)
+    desired, observed, warnings = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir))
     try:
-        return make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
+        return desired, make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty, warnings=warnings))
     except PlanError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _pin_and_observe(desired: DesiredState, observe: Callable[[DesiredState], ObservedState], *,
+                     resolver: DigestResolver | None = None, unresolved_ok: bool = False
+                     ) -> tuple[DesiredState, ObservedState, tuple[str, ...]]:
+    """Tags resolved to digests (resolve: digest), then observed, as a pass does (gitops.engine.images)."""
+    from gitops.engine.images import DigestUnavailable, pin_and_observe, registry_client
+
+    try:
+        return pin_and_observe(desired, resolver or registry_client(desired), observe, unresolved_ok=unresolved_ok)
+    except DigestUnavailable as exc:
         raise CliError(str(exc)) from exc
 
 
@@ -417,28 +430,39 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     try:
         desired = (_desired_from_checkout(source.fetch(), key=key) if source
                    else _load_or_exit(path or Path("."), key=key))
+        base = None
         if base_ref:
             if source:
                 base_checkout = source.fetch_commit(base_ref)
             else:
                 base_checkout = _local_ref_checkout(path or Path("."), base_ref, state_dir)
-            observed = converged(_desired_from_checkout(base_checkout, key=key))
-        elif observed_file:
-            observed = _read_snapshot(observed_file)
-        else:
-            observed = None
+            base = _desired_from_checkout(base_checkout, key=key)
+        snapshot = _read_snapshot(observed_file) if observed_file and not base_ref else None
     except SourceError as exc:
         raise CliError(str(exc)) from exc
-    if observed is not None:
+    if base is not None or snapshot is not None:
+        from gitops.engine.images import registry_client
+
+        resolver = registry_client(desired)  # one client, so both sides of --base see a tag the same way
+        warnings: tuple[str, ...] = ()
+        if base is not None:  # no hosts: a registry that does not answer leaves the tag unresolved, said so
+            base, _, _ = _pin_and_observe(base, converged, resolver=resolver, unresolved_ok=True)
+            observed = converged(base)
+            desired, _, warnings = _pin_and_observe(desired, lambda _: observed, resolver=resolver,
+                                                    unresolved_ok=True)
+        else:
+            assert snapshot is not None
+            desired, observed, warnings = _pin_and_observe(desired, lambda _: snapshot, resolver=resolver,
+                                                           unresolved_ok=True)
         try:
-            plan = make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty))
+            plan = make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty, warnings=warnings))
         except PlanError as exc:
             raise CliError(str(exc)) from exc
     else:
         from gitops.engine.observe import open_hosts  # docker-py: only when the live hosts are asked
 
         with open_hosts(desired) as hosts:
-            plan = _make_plan(desired, hosts, allow_empty, state_dir)
+            desired, plan = _make_plan(desired, hosts, allow_empty, state_dir)
     if out is not None:
         out.write_text(plan.to_json())
     if fmt == "json":
@@ -473,7 +497,7 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 
     desired = _load_or_exit(path, key=_key(state_dir))
     with open_hosts(desired) as hosts:
-        plan = _make_plan(desired, hosts, allow_empty, state_dir)
+        desired, plan = _make_plan(desired, hosts, allow_empty, state_dir)
         if plan_file is not None:
             # The file only approves: it must hold exactly the plan made here, which is what runs.
             refused = saved_plan.refusal(_read_saved_plan(plan_file), plan)
@@ -553,7 +577,7 @@ def _record_apply(records: StateStore | None, pass_id: int | None, desired: Desi
         return
     try:
         record_pass(records, pass_id, revision=desired.revision, outcome="converged" if done.result.ok else "failed",
-                    message=done.message, plan=done.plan, applied=done.result)
+                    message=done.message, plan=done.plan, applied=done.result, desired=desired)
     except StateError as exc:
         click.echo(f"warning: the apply was not recorded: {exc}", err=True)
 
@@ -804,9 +828,9 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
             click.echo(shown(error, outcome.root) if not repo_url else terminal_line(str(error)), err=True)
         desired = _last_loadable(state, head, fetch_commit, key)
     if desired is not None:
-        desired = with_pins(desired, state.pins(), spec_at)  # as a pass enforces it
+        desired = with_pins(desired, state.pins(), spec_at, state.pin_digests())  # as a pass enforces it
         with open_hosts(desired) as hosts:
-            observed = _observe(desired, hosts, state_dir)
+            desired, observed, _ = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir))
     doc = status_document(state, desired, observed if desired is not None else None)
     if fmt == "json":
         click.echo(ci_safe_json(json.dumps(doc, indent=2, sort_keys=True)))

@@ -54,6 +54,8 @@ class PlanOptions:
     # Containers (by name) that keep dying after gitops started them: leave them stopped for now,
     # with the reason, instead of restarting them on every pass (the caller owns the backoff clock).
     hold: tuple[tuple[str, str], ...] = ()  # (container name, reason)
+    # Warnings found before planning, shown with the plan's own (e.g. a registry that did not answer).
+    warnings: tuple[str, ...] = ()
 
 
 # --- fingerprints ---------------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ class _Planner:
         self.options = options
         self.project = desired.project.name
         self.steps: list[Step] = []
-        self.warnings: list[str] = []
+        self.warnings: list[str] = list(options.warnings)
         self.unreachable = {h.host: h.error for h in observed.hosts if not h.reachable}
         self.reachable = {h.host for h in observed.hosts if h.reachable}
         # (service, host, slot) -> containers

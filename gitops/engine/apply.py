@@ -138,14 +138,17 @@ def failure_details(applied: ApplyResult | None) -> dict[str, dict[str, str]]:
 
 
 def record_pass(records: ApplyRecords, pass_id: int, *, revision: str, outcome: str, message: str,
-                plan: Plan | None, applied: ApplyResult | None, pins: dict[str, str] | None = None) -> None:
+                plan: Plan | None, applied: ApplyResult | None, pins: dict[str, str] | None = None,
+                desired: DesiredState | None = None) -> None:
     """Finish the record of one pass (`gitops apply` is a pass too): what history, status and /status show.
+    With ``desired``, the digest each service's image was resolved to is kept too (what a rollback runs).
 
     Raises StateError when the store cannot be written; the caller says so."""
     services = applied.service_statuses() if applied is not None else {}
+    images = {s.name: s.digest for s in desired.services if s.digest} if desired is not None else {}
     records.finish_pass(pass_id, revision=revision, outcome=outcome, summary=plan.summary() if plan else {},
                         services=services, error="" if outcome in ("converged", "no_changes") else message,
-                        details=failure_details(applied), pins=pins or {})
+                        details=failure_details(applied), pins=pins or {}, images=images)
 
 
 def evidence(applied: ApplyResult | None) -> dict[str, dict[str, str]]:

@@ -12,11 +12,14 @@ from gitops.core.model import DesiredState, ObservedContainer, ObservedState, ob
 from gitops.core.ports import ApplyRecords, Host
 from gitops.errors import HostError
 from gitops.hosts.docker import DockerHost
+from gitops.hosts.registry import client_for
 from gitops.state import StateError
 
 
 def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> Mapping[str, Host]:
-    return {h.name: DockerHost(h, timeout=timeout) for h in desired.hosts}
+    """A DockerHost per host; their pulls send the registries' credentials (one client, made when first used)."""
+    registries = client_for(desired)
+    return {h.name: DockerHost(h, timeout=timeout, registries=registries) for h in desired.hosts}
 
 
 @contextmanager

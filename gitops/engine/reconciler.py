@@ -26,11 +26,12 @@ from typing import Any, Protocol
 from gitops.core.model import DesiredState, ObservedState, SecretKey, ServiceSpec
 from gitops.core.plan import Finding, Plan
 from gitops.core.planner import PlanError, PlanOptions, plan
-from gitops.core.ports import Checkout, Host, Source
+from gitops.core.ports import Checkout, DigestResolver, Host, Source
 from gitops.engine.apply import ApplyHooks, ApplyStatus, apply_plan, evidence, record_pass
 from gitops.engine.executor import ApplyResult, Executor
 from gitops.engine.heal import SelfHeal, backoff_seconds
 from gitops.engine.health import Inspector
+from gitops.engine.images import DigestUnavailable, pin_and_observe, registry_client
 from gitops.engine.lease import DEFAULT_TTL, new_holder
 from gitops.engine.observe import observe_with_store, open_hosts
 from gitops.errors import HostError
@@ -109,9 +110,12 @@ class Reconciler:
                  allow_empty: bool = False, concurrency: int = 8,
                  backoff_base: float = 60.0, backoff_cap: float = 3600.0, hooks: PassHooks | None = None,
                  lease_ttl: float = DEFAULT_TTL, clock: Callable[[], float] = time.time,
-                 connect: Callable[[DesiredState], AbstractContextManager[Mapping[str, Host]]] = open_hosts) -> None:
+                 connect: Callable[[DesiredState], AbstractContextManager[Mapping[str, Host]]] = open_hosts,
+                 resolver_for: Callable[[DesiredState], DigestResolver] = registry_client) -> None:
         self.source = source
         self.connect = connect  # the hosts of a desired state: Docker (open_hosts), or fakes in tests
+        self.resolver_for = resolver_for  # looks tags up on their registries (resolve: digest)
+        self._notes: tuple[str, ...] = ()  # warnings of this pass found before planning (a registry down)
         self.state = state
         # Secret digests are compared with the containers' labels: always the installation's key.
         self.key = key or installation_key(state.directory)
@@ -123,6 +127,7 @@ class Reconciler:
         self.clock = clock
         self.log = get_logger(source=source.display_url)
         self.last_desired: DesiredState | None = None
+        self._pass_desired: DesiredState | None = None
         self.last_observed: ObservedState | None = None
         self.last_result: PassResult | None = None
         self.cancel = threading.Event()  # set on a second SIGTERM: health waits give up and roll back
@@ -142,6 +147,8 @@ class Reconciler:
             self.hooks.pass_finished(result)
             return result
         self._pins_held = {}  # filled by _apply_pins, recorded with the pass
+        self._notes = ()
+        self._pass_desired = None  # this pass's, once resolved: its digests are recorded
         try:
             result = self._pass(force=force, dry_run=dry_run)
         except Exception as exc:  # noqa: BLE001 - the loop must survive anything a pass throws
@@ -151,7 +158,8 @@ class Reconciler:
         failpoint("before_record")
         try:
             record_pass(self.state, pass_id, revision=result.revision, outcome=result.outcome, message=result.message,
-                        plan=result.plan, applied=result.apply, pins=self._pins_held)
+                        plan=result.plan, applied=result.apply, pins=self._pins_held,
+                        desired=self._pass_desired)
         except StateError as exc:
             result.errors.append(str(exc))
             self.log.error("pass.state_unwritable", error=str(exc))
@@ -197,7 +205,15 @@ class Reconciler:
         self.last_desired = desired
 
         with self.connect(desired) as hosts:
-            observed = observe_with_store(desired, hosts, self.state)
+            try:
+                desired, observed, self._notes = pin_and_observe(
+                    desired, self.resolver_for(desired), lambda d: observe_with_store(d, hosts, self.state))
+            except DigestUnavailable as exc:
+                problem = str(exc)
+                if not exc.temporary:  # a tag that does not exist, credentials refused: the commit's to fix
+                    self._safe(lambda: self.state.mark_failed(revision, problem))
+                return PassResult("failed", revision, problem, errors=[problem])
+            self.last_desired = self._pass_desired = desired
             self.last_observed = observed
             try:
                 the_plan = plan(desired, observed, options=self._options(observed, hosts))
@@ -275,7 +291,7 @@ class Reconciler:
         return applied
 
     def _options(self, observed: ObservedState, hosts: Mapping[str, Inspector] | None = None) -> PlanOptions:
-        return PlanOptions(allow_empty=self.allow_empty, hold=self.heal.hold(observed, hosts))
+        return PlanOptions(allow_empty=self.allow_empty, hold=self.heal.hold(observed, hosts), warnings=self._notes)
 
     @staticmethod
     def _crash_looping(observed: ObservedState, the_plan: Plan) -> int:
@@ -338,7 +354,7 @@ class Reconciler:
         for name in set(pins) - {s.name for s in desired.services}:
             self.state.unpin(name)
         held = self.state.pins()
-        pinned = with_pins(desired, held, self.spec_at)
+        pinned = with_pins(desired, held, self.spec_at, self.state.pin_digests())
         self._pins_held = {s.name: held[s.name][0] for s in pinned.services if s.name in held
                            and s.spec_hash != desired.service(s.name).spec_hash}
         return pinned
@@ -357,7 +373,8 @@ class Reconciler:
             current = loaded.desired.service(service)
         except KeyError:
             raise SourceError(f"service {service!r} is not declared at HEAD", temporary=False) from None
-        now = with_pins(loaded.desired, self.state.pins(), self.spec_at).service(service).spec_hash
+        held = with_pins(loaded.desired, self.state.pins(), self.spec_at, self.state.pin_digests())
+        now = self._as_running(held.service(service)).spec_hash
         if to is None:
             target = self._previous_revision(service, now)
         else:
@@ -365,21 +382,45 @@ class Reconciler:
             if spec is None:
                 raise SourceError(f"service {service!r} does not exist (or does not validate) at {to[:12]}",
                                   temporary=False)
-            target = RollbackTarget(self.source.fetch_commit(to).commit, same_spec=spec.spec_hash == now)
-        self.state.pin(service, target.revision, current.spec_hash)
+            revision = self.source.fetch_commit(to).commit
+            digest = self._recorded_digest(service, revision) if spec.resolve == "digest" else ""
+            spec = dataclasses.replace(spec, digest=digest) if digest else spec
+            target = RollbackTarget(revision, same_spec=spec.spec_hash == now, digest=digest)
+        self.state.pin(service, target.revision, current.spec_hash, digest=target.digest)
         return target, self.run_pass(f"rollback {service}", force=True)
+
+    def _as_running(self, spec: ServiceSpec) -> ServiceSpec:
+        """``spec`` with the digest its containers run as history knows it (the newest converged pass's), for a
+        service whose tag is resolved: two revisions with one tag differ by the digest they ran."""
+        if spec.resolve != "digest" or spec.digest:
+            return spec
+        for record in self.state.passes(limit=200, service=spec.name):
+            if record.services.get(spec.name) == "converged" and record.images.get(spec.name):
+                return dataclasses.replace(spec, digest=record.images[spec.name])
+        return spec
+
+    def _recorded_digest(self, service: str, revision: str) -> str:
+        """The digest ``service`` ran when it converged at ``revision`` (the newest such pass); "" if none."""
+        for record in self.state.passes(limit=200, service=service):
+            if ((record.pins.get(service) or record.revision) == revision
+                    and record.services.get(service) == "converged" and record.images.get(service)):
+                return record.images[service]
+        return ""
 
     def _previous_revision(self, service: str, current_hash: str) -> RollbackTarget:
         """The newest revision at which ``service`` converged with a spec other than ``current_hash``: a
-        revision with the same spec (a commit that only touched other files) would pin it where it is."""
+        revision with the same spec (a commit that only touched other files) would pin it where it is.
+        A service whose tag is resolved is told apart by the digest it ran too: a tag that moved under one
+        revision rolls back to the digest it had before."""
         # a pass that held the service at a pin ran the pinned revision's spec, not its own revision's
-        candidates = [r.pins.get(service) or r.revision for r in self.state.passes(limit=200, service=service)
+        candidates = [(r.pins.get(service) or r.revision, r.images.get(service, ""))
+                      for r in self.state.passes(limit=200, service=service)
                       if r.revision and r.services.get(service) == "converged"]
         good = self.state.last_good().get(service)
         if good:
-            candidates.append(good[0])
+            candidates.append((good[0], self._recorded_digest(service, good[0])))
         skipped: list[str] = []
-        for revision in dict.fromkeys(candidates):  # newest first, each once
+        for revision, digest in dict.fromkeys(candidates):  # newest first, each once
             if len(skipped) >= self.MAX_ROLLBACK_CANDIDATES:
                 break
             try:
@@ -388,9 +429,13 @@ class Reconciler:
                 continue  # a commit gone from the remote (force-push) cannot be rolled back to
             if spec is None:
                 continue
+            digest = digest if spec.resolve == "digest" else ""
+            if digest:
+                spec = dataclasses.replace(spec, digest=digest)
             if spec.spec_hash != current_hash:
-                return RollbackTarget(revision, picked=True, skipped=tuple(skipped))
-            skipped.append(revision)
+                return RollbackTarget(revision, picked=True, skipped=tuple(skipped), digest=digest)
+            if revision not in skipped:
+                skipped.append(revision)
         note = f" ({_skipped(tuple(skipped))})" if skipped else ""
         raise SourceError(f"no earlier converged revision of {service!r} has a spec other than the one it has "
                           f"now{note}; pass --to REVISION", temporary=False)
@@ -406,9 +451,10 @@ class RollbackTarget:
     picked: bool = False  # chosen by gitops (no --to)
     skipped: tuple[str, ...] = ()  # newer converged revisions passed over: their spec was the current one
     same_spec: bool = False  # --to named a revision whose spec is the one the service has now
+    digest: str = ""  # the image digest it ran then (services whose tag is resolved), which the pin holds
 
     def sentence(self, service: str) -> str:
-        rev = self.revision[:12]
+        rev = self.revision[:12] + (f" (image {self.digest[:19]}..)" if self.digest else "")
         if self.same_spec:
             return f"{service}: the spec of {service} at {rev} is the one it has now: the pin keeps it as it is"
         if not self.picked:
@@ -434,7 +480,8 @@ def service_at(checkout: Checkout, service: str, *, key: SecretKey) -> ServiceSp
 
 
 def with_pins(desired: DesiredState, pins: dict[str, tuple[str, str]],
-              spec_at: Callable[[str, str], ServiceSpec | None]) -> DesiredState:
+              spec_at: Callable[[str, str], ServiceSpec | None],
+              digests: Mapping[str, str] | None = None) -> DesiredState:
     """``desired`` with each pinned service at its pinned revision's spec, while the pin holds (HEAD still
     has the spec it had when pinned); replicas and placement stay HEAD's. Reads only: releasing a pin is
     the pass's job. The pass and `gitops status` both use it, so status compares with what a pass enforces."""
@@ -445,5 +492,7 @@ def with_pins(desired: DesiredState, pins: dict[str, tuple[str, str]],
             continue
         pinned = spec_at(svc.name, held[0])
         if pinned is not None:
-            services[i] = dataclasses.replace(pinned, replicas=svc.replicas, hosts=svc.hosts)
+            digest = (digests or {}).get(svc.name, "") if pinned.resolve == "digest" else ""
+            services[i] = dataclasses.replace(pinned, replicas=svc.replicas, hosts=svc.hosts,
+                                              digest=digest or pinned.digest)
     return dataclasses.replace(desired, services=tuple(services))

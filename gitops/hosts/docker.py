@@ -24,6 +24,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import Mount as DockerMount
 
+from gitops.core.images import ImageRef, parse_image
 from gitops.core.model import (
     LABEL_KIND,
     LABEL_MANAGED,
@@ -48,6 +49,7 @@ from gitops.core.model import (
 from gitops.core.ports import Created, LeaseState
 from gitops.errors import Conflict, HostError, HostUnreachable, NameConflict, NotFound
 from gitops.failpoints import failpoint
+from gitops.hosts.registry import RegistryClient
 from gitops.hosts.settings_drift import differences
 
 API_VERSION = "auto"  # negotiate: Debian's engine 20.10 speaks 1.41, newer engines more
@@ -196,9 +198,11 @@ class _LeaseOps:
 class DockerHost(_LeaseOps):
     """A Docker Engine named by a Host manifest (or the local engine). Thread-safe for concurrent calls."""
 
-    def __init__(self, spec: HostSpec, *, timeout: float = 60, pool_size: int = 16) -> None:
+    def __init__(self, spec: HostSpec, *, timeout: float = 60, pool_size: int = 16,
+                 registries: RegistryClient | None = None) -> None:
         self.spec = spec
         self.name = spec.name
+        self.registries = registries  # whose credentials each pull sends (declared ones, then the docker config)
         self.timeout = timeout
         self.pool_size = pool_size
         self._client: docker.APIClient | None = None
@@ -348,6 +352,12 @@ class DockerHost(_LeaseOps):
         if self._images.get(image):
             return
         failpoint("during_pull")
+        try:
+            ref = parse_image(image)
+        except ValueError as exc:
+            raise HostError(self.name, f"image {image}: {exc}") from exc
+        if ref.digest:
+            policy = "missing" if policy == "always" else policy  # a digest names one image for ever: no need
         present = True
         if policy != "always":
             try:
@@ -357,12 +367,26 @@ class DockerHost(_LeaseOps):
         if policy == "never" and not present:
             raise HostError(self.name, f"image {image} is not on the host and pullPolicy is never")
         if policy == "always" or not present:
-            repo, _, tag = image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "latest")
-            try:
-                self._call(f"pull {image}", self.client.pull, repo, tag=tag or "latest")
-            except NotFound as exc:  # no such image in the registry: not a container gone, so not NotFound
-                raise HostError(self.name, str(exc).removeprefix(f"{self.name}: ")) from exc
+            self._pull(image, ref)
         self._images[image] = True
+
+    def _pull(self, image: str, ref: ImageRef) -> None:
+        """Pull with the registry's credentials (never shown: errors say whose they were)."""
+        creds = self.registries.credentials_for(ref.registry) if self.registries is not None else None
+        whose = (f"registry {ref.registry} with the credentials of {creds.origin}" if creds else
+                 f"registry {ref.registry} without credentials (declare a Registry manifest, or log in on the "
+                 f"reconciler's machine, if it needs them)")
+        what = f"pull {image} from {whose}"
+        try:
+            stream = self._call(what, self.client.pull, ref.name, tag=ref.digest or ref.tag, stream=True,
+                                decode=True, auth_config=creds.auth_config() if creds else None)
+            for message in stream:  # the engine reports some failures inside a 200 answer
+                if isinstance(message, dict) and message.get("error"):
+                    raise HostError(self.name, f"{what}: {host_text(str(message['error']))}")
+        except NotFound as exc:  # no such image in the registry: not a container gone, so not NotFound
+            raise HostError(self.name, str(exc).removeprefix(f"{self.name}: ")) from exc
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise HostUnreachable(self.name, f"{what}: {_explain(exc)}") from exc
 
     # -- containers -----------------------------------------------------------------------------------
     def ownership_labels(self, project: str) -> dict[str, str]:

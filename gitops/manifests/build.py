@@ -12,6 +12,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
+from gitops.core.images import normalize_registry
 from gitops.core.model import (
     LOCAL_HOST,
     Dependency,
@@ -278,7 +279,7 @@ class _Builder:
         out: dict[str, RegistrySpec] = {}
         for doc in self.of_kind("Registry"):
             spec = spec_of(doc)
-            server = registry_server(spec["server"])
+            server = normalize_registry(spec["server"])  # the schema's pattern makes it one
             where = ("spec", "password", "secretFile")
             if server in out:
                 self.errors.append(doc.error(("spec", "server"), f"spec.server: {server} already has credentials "
@@ -311,15 +312,6 @@ def _resolve(spec: dict[str, Any]) -> Literal["tag", "digest"]:
     if asked in ("tag", "digest"):
         return cast(Literal["tag", "digest"], asked)
     return "digest" if spec.get("pullPolicy") == "always" else "tag"
-
-
-DOCKER_HUB_NAMES = ("docker.io", "index.docker.io", "registry-1.docker.io")
-
-
-def registry_server(server: str) -> str:
-    """A registry as image names spell it, lower case; Docker Hub's other names are docker.io."""
-    server = server.lower()
-    return "docker.io" if server in DOCKER_HUB_NAMES else server
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
