@@ -4,6 +4,8 @@ compose env_file/secrets; tampering, a missing or wrong key, and other key servi
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import pytest
 from pyrage import x25519
 
 from gitops.core.model import ephemeral_key
+from gitops.manifests import sops
 from gitops.manifests.load import load_repo
 from gitops.manifests.parse import parse_documents
 from gitops.manifests.sops import SopsError, decrypt
@@ -25,6 +28,36 @@ from tests.hostile import run_gitops
 from tests.sopsutil import age_file, new_identity, sops_binary, sops_dotenv, sops_json
 
 VECTOR = Path(__file__).parent / "sops" / "terragrunt-issue-2103.enc.yaml"
+# Files sops wrote with encrypted comments (tests/sops/README.md): their plaintexts and their comments, each with
+# the additional data sops sealed it with (the path of the mapping that holds it).
+SOPS_EXAMPLE = Path(__file__).parent / "sops" / "sops-example.enc.yaml"
+SOPS_COMMENTS = Path(__file__).parent / "sops" / "sops-comments.enc.yaml"
+SOPS_EXAMPLE_PLAIN = {
+    "myapp1": "t00m4nys3cr3tzupdated",
+    "app2": {"db": {"user": "eve", "password": "c4r1b0u"},
+             "key": "-----BEGIN RSA PRIVATE KEY-----\n"
+                    "MIIBPAIBAAJBAPTMNIyHuZtpLYc7VsHQtwOkWYobkUblmHWRmbXzlAX6K8tMf3Wf\n"
+                    "ImcbNkqAKnELzFAPSBeEMhrBN0PyOC9lYlMCAwEAAQJBALXD4sjuBn1E7Y9aGiMz\n"
+                    "bJEBuZJ4wbhYxomVoQKfaCu+kH80uLFZKoSz85/ySauWE8LgZcMLIBoiXNhDKfQL\n"
+                    "vHECIQD6tCG9NMFWor69kgbX8vK5Y+QL+kRq+9HK6yZ9a+hsLQIhAPn4Ie6HGTjw\n"
+                    "fHSTXWZpGSan7NwTkIu4U5q2SlLjcZh/AiEA78NYRRBwGwAYNUqzutGBqyXKUl4u\n"
+                    "Erb0xAEyVV7e8J0CIQC8VBY8f8yg+Y7Kxbw4zDYGyb3KkXL10YorpeuZR4LuQQIg\n"
+                    "bKGPkMM4w5blyE1tqGN0T7sJwEx+EUOgacRNqM2ljVA=\n"
+                    "-----END RSA PRIVATE KEY-----\n"},
+    "number": 1234568000.0,
+    "an_array": ["secretuser1", "secretuser2", "somelongvalue" + "A" * 45, "some other value"],
+    "somebooleans": [True, False],
+    "this": {"is": {"a": {"nested": {"value": "with something secret in it"}}}},
+    "somelist_unencrypted": ["all elements of this list", "remain in clear text",
+                             "because of the _unencrypted suffix in the key"],
+    "nested_unencrypted": {"this": {"is": {"all": "going to remain in clear text"}}},
+}
+SOPS_EXAMPLE_COMMENTS = [("app2:db:", " private key for secret operations in app2"),
+                         ("this:is:a:nested:", " sops supports unencrypted fields"),
+                         ("this:is:a:nested:", " by adding the `_unencrypted` suffix"),
+                         ("this:is:a:nested:", " to any key")]
+SOPS_COMMENTS_PLAIN = {"lorem": "ipsum", "dolor": "sit"}
+SOPS_COMMENTS_COMMENTS = [(":", " first comment in file"), (":", " this-is-a-comment")]
 VECTOR_KEY = "AGE-SECRET-KEY-1YQMYYAHGUU5VK67GKY6RM8YEKTW687RT9KPUG5X8FD0F988PCXKQXM8RMY"
 CANARY = "CANARY-sops-7d1e"
 
@@ -253,3 +286,128 @@ def test_secrets_encrypt_reads_standard_input_in_sops_binary_form(tmp_path: Path
     done = gitops("secrets", "encrypt", "-", "--age", recipient, stdin=f"{CANARY}\n".encode())
     assert done.returncode == 0
     assert set(json.loads(done.stdout)) == {"data", "sops"} and CANARY.encode() not in done.stdout
+
+
+# -- encrypted comments -----------------------------------------------------------------------------------------------
+def _read(data: bytes, identities) -> dict:
+    """What gitops makes of a SOPS YAML file, parsed as the loader parses it."""
+    (doc,) = parse_documents(data.decode(), "f.yaml").documents
+    plain = decrypt(data, identities, document=doc.data)
+    assert plain is not None
+    return json.loads(plain)
+
+
+def _comments(data: bytes) -> list[str]:
+    return re.findall(r"(?m)^ *#(ENC\[AES256_GCM,[^\]]*,type:comment\])$", data.decode())
+
+
+@pytest.mark.parametrize(("vector", "plain", "comments"), [
+    (SOPS_EXAMPLE, SOPS_EXAMPLE_PLAIN, SOPS_EXAMPLE_COMMENTS),
+    (SOPS_COMMENTS, SOPS_COMMENTS_PLAIN, SOPS_COMMENTS_COMMENTS),
+])
+def test_files_sops_wrote_with_encrypted_comments_decrypt_with_sops_own_mac(key_file, vector: Path, plain: dict,
+                                                                            comments: list) -> None:
+    """sops seals a comment (the text after '#') with the path of the mapping that holds it, and leaves comments out
+    of the MAC: gitops, which never needs a comment, reads such a file and finds sops' MAC."""
+    data = vector.read_bytes()
+    assert _read(data, age_identities()) == plain
+    # the comments are what tests/sops/README.md says, sealed as it says: the rule the writer follows
+    (doc,) = parse_documents(data.decode(), "f.yaml").documents
+    key = sops._data_key(doc.data["sops"], age_identities())
+    assert [(aad, sops._open(key, sealed, aad)) for sealed, (aad, _) in zip(_comments(data), comments, strict=True)] \
+        == [(aad, (text.encode(), "comment")) for aad, text in comments]
+
+
+def test_a_tampered_or_removed_comment_changes_nothing_as_in_sops(key_file) -> None:
+    """Comments are outside the MAC: sops warns about a comment that does not decrypt, keeps it as it is, and
+    decrypts the file; gitops, which does not read comments, uses the file just the same. A value is another
+    matter: changing one is refused."""
+    data = SOPS_EXAMPLE.read_text()
+    first = _comments(SOPS_EXAMPLE.read_bytes())[0]
+    data_b64 = re.search(r"data:([^,]+)", first)[1]
+    flipped = first.replace(data_b64, ("B" if data_b64[0] == "A" else "A") + data_b64[1:])
+    tampered = data.replace(first, flipped)
+    assert tampered != data
+    with pytest.raises(SopsError):  # the comment itself no longer opens with the data key
+        (doc,) = parse_documents(data, "f.yaml").documents
+        sops._open(sops._data_key(doc.data["sops"], age_identities()), flipped.removeprefix("#"), "app2:db:")
+    assert _read(tampered.encode(), age_identities()) == SOPS_EXAMPLE_PLAIN
+    no_comments = "".join(line for line in data.splitlines(keepends=True) if not line.lstrip().startswith("#"))
+    assert _comments(no_comments.encode()) == [] and _read(no_comments.encode(), age_identities()) == SOPS_EXAMPLE_PLAIN
+    value = re.search(r"user: (ENC\[[^\]]*\])", data)[1]
+    password = re.search(r"password: (ENC\[[^\]]*\])", data)[1]
+    swapped = data.replace(f"user: {value}", f"user: {password}")  # a value moved to another key
+    with pytest.raises(SopsError, match="a value does not decrypt"):
+        _read(swapped.encode(), age_identities())
+
+
+def test_dotenv_comments_are_sealed_and_skipped_as_sops_does(tmp_path: Path, key_file) -> None:
+    """gitops secrets encrypt seals a dotenv comment as sops' dotenv store does (the path of the top, ':'), outside
+    the MAC; the reader skips comments, whatever they hold."""
+    _, recipient = key_file
+    (tmp_path / "app.env").write_text(f"# {CANARY} rotate monthly\nDB_PASSWORD={CANARY}\n#\nMULTI=a\\nb\n")
+    done = gitops("secrets", "encrypt", str(tmp_path / "app.env"), "--age", recipient, "-i")
+    assert done.returncode == 0, done.stderr
+    sealed = (tmp_path / "app.env").read_text()
+    assert CANARY not in sealed
+    lines = sealed.splitlines()
+    assert lines[0].startswith("#ENC[AES256_GCM,") and lines[0].endswith(",type:comment]") and lines[2] == "#"
+    key = sops._data_key({"age": [{"enc": lines[4].partition("=")[2].replace("\\n", "\n")}]}, age_identities())
+    assert sops._open(key, lines[0][1:], ":") == (f" {CANARY} rotate monthly".encode(), "comment")
+    assert sops._open(key, lines[3].partition("=")[2], "MULTI:") == (b"a\nb", "str")  # "\n" is a newline, as in sops
+    assert decrypt(sealed.encode(), age_identities()) == f"DB_PASSWORD={CANARY}\nMULTI=a\\nb\n".encode()
+    other = sealed.replace(lines[0], "#ENC[AES256_GCM,data:AAAA,iv:AAAA,tag:AAAA,type:comment]\n# plain too")
+    assert decrypt(other.encode(), age_identities()) == f"DB_PASSWORD={CANARY}\nMULTI=a\\nb\n".encode()
+
+
+@pytest.mark.parametrize("option", ["unencrypted_comment_regex", "encrypted_comment_regex"])
+def test_comment_regexes_are_refused_with_the_reason(key_file, option: str) -> None:
+    """With them, comments decide which values sops encrypted; gitops does not read where comments stand."""
+    (doc,) = parse_documents(SOPS_EXAMPLE.read_text(), "f.yaml").documents
+    doc.data["sops"][option] = "^sops:"
+    with pytest.raises(SopsError, match=f"encrypted with {option}: then its comments decide which values"):
+        decrypt(b"sops mac ENC[AES256_GCM", age_identities(), document=doc.data)
+
+
+def test_the_mac_of_mac_only_encrypted_starts_as_sops_starts_it(key_file) -> None:
+    """With mac_only_encrypted sops hashes only encrypted values, after 32 fixed bytes (sops.go,
+    MACOnlyEncryptedInitialization), so the MAC never equals the one of the same tree without the option."""
+    _, recipient = key_file
+    document = json.loads(sops_json({"password": CANARY, "user_unencrypted": "app"}, recipient))
+    metadata = document["sops"]
+    key = sops._data_key(metadata, age_identities())
+
+    def sealed_mac(hashed: bytes) -> str:
+        iv = os.urandom(32)
+        out = sops.AESGCM(key).encrypt(iv, hashlib.sha512(hashed).hexdigest().upper().encode(),
+                                       metadata["lastmodified"].encode())
+        data, tag = (base64.b64encode(p).decode() for p in (out[:-16], out[-16:]))
+        return f"ENC[AES256_GCM,data:{data},iv:{base64.b64encode(iv).decode()},tag:{tag},type:str]"
+
+    init = bytes([0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0xb,
+                  0xb, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69])
+    metadata["mac_only_encrypted"] = True
+    metadata["mac"] = sealed_mac(init + CANARY.encode())
+    assert json.loads(decrypt(b"", age_identities(), document=document) or b"") == {
+        "password": CANARY, "user_unencrypted": "app"}
+    metadata["mac"] = sealed_mac(CANARY.encode())  # the encrypted values alone: not what sops computes
+    with pytest.raises(SopsError, match="the MAC does not match"):
+        decrypt(b"", age_identities(), document=document)
+
+
+def test_floats_are_hashed_and_sealed_as_go_writes_them(key_file) -> None:
+    """sops hashes and encrypts a float with strconv.FormatFloat(f, 'f', -1, 64): sops' own example sealed
+    1234568000.0 as "1234568000"; an unencrypted float enters the MAC the same way."""
+    (doc,) = parse_documents(SOPS_EXAMPLE.read_text(), "f.yaml").documents
+    key = sops._data_key(doc.data["sops"], age_identities())
+    assert sops._open(key, doc.data["number"], "number:") == (b"1234568000", "float")
+    assert [sops._plain_bytes(v) for v in (1234568000.0, 1.0, 1.5, 1e20, 1.5e-7, -0.0, float("inf"))] == [
+        b"1234568000", b"1", b"1.5", b"100000000000000000000", b"0.00000015", b"-0", b"+Inf"]
+    _, recipient = key_file
+    sealed = sops.encrypt(b"", "f.yaml", [recipient], now="2026-12-01T00:00:00Z",
+                          document={"ratio": 2.0, "limit_unencrypted": 1.0})
+    (doc,) = parse_documents(sealed.decode(), "f.yaml").documents
+    assert sops._open(key := sops._data_key(doc.data["sops"], age_identities()), doc.data["ratio"], "ratio:") \
+        == (b"2", "float")
+    digest = hashlib.sha512(b"2" + b"1").hexdigest().upper().encode()
+    assert sops._open(key, doc.data["sops"]["mac"], "2026-12-01T00:00:00Z") == (digest, "str")

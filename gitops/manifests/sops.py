@@ -6,16 +6,26 @@ sops project's format: a data key per age recipient (an age file, decrypted with
 ``ENC[AES256_GCM,data:...,iv:...,tag:...,type:...]`` whose additional data is the value's key path joined with
 ``:`` and ended by ``:``, and a MAC (the upper-case hex SHA-512 of every plaintext leaf in order, itself encrypted
 with ``lastmodified`` as additional data) checked before any value is returned. Compatibility is checked against
-a file the sops tool wrote (tests/test_sops.py). Nothing decrypted is written anywhere by this module.
+files the sops tool wrote (tests/test_sops.py, tests/sops/). Nothing decrypted is written anywhere by this module.
+
+Comments. sops encrypts YAML and dotenv comments too (``#ENC[AES256_GCM,...,type:comment]``, the text after ``#``
+sealed with the key path of the mapping or list that holds the comment as additional data, ``:`` at the top), but
+leaves them out of the MAC, and when one does not decrypt it keeps it as it is, with a warning, and decrypts the
+file anyway (sops.go, Tree.Decrypt). gitops never needs a comment, so it does not decrypt them: the YAML parser
+drops them and the dotenv reader skips them, which gives the MAC sops computes, and a tampered comment changes
+nothing, as in sops. Only the metadata ``unencrypted_comment_regex`` / ``encrypted_comment_regex`` make comments
+decide which values are encrypted; gitops does not read where comments stand, so it refuses such files.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import decimal
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -126,7 +136,12 @@ class _Rules:
                 if metadata.get("encrypted_regex") else None
         except re.error as exc:
             raise SopsError(f"the SOPS metadata has a regex Python cannot read: {exc}") from exc
-        self.mac_only_encrypted = bool(metadata.get("mac_only_encrypted"))
+        self.mac_only_encrypted = metadata.get("mac_only_encrypted") in (True, "true", "True")
+        by_comments = [name for name in ("unencrypted_comment_regex", "encrypted_comment_regex") if metadata.get(name)]
+        if by_comments:
+            raise SopsError(f"the file was encrypted with {by_comments[0]}: then its comments decide which values "
+                            "are encrypted, and gitops does not read where comments stand; encrypt it without that "
+                            "option (an unencrypted_suffix or a regex on key names works)")
 
     def encrypted(self, path: Sequence[str]) -> bool:
         if self.encrypted_suffix:
@@ -150,14 +165,32 @@ def _leaves(value: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...]
         yield path, value
 
 
+# sops starts the MAC of a file encrypted with mac_only_encrypted with these bytes (sops.go,
+# MACOnlyEncryptedInitialization), so that it never equals the MAC of the same tree without the option.
+_MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex("8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69")
+
+
+def _go_float(value: float) -> str:
+    """A float as Go's strconv.FormatFloat(value, 'f', -1, 64) writes it (how sops hashes and encrypts floats):
+    the shortest digits that read back the same, never an exponent, no ``.0`` on whole numbers."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = format(decimal.Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
 def _plain_bytes(value: Any) -> bytes:
-    """An unencrypted leaf as sops hashes it."""
+    """A leaf as sops hashes (and encrypts) it: sops.ToBytes."""
     if value is None:
         return b""
     if isinstance(value, bool):
         return b"True" if value else b"False"
     if isinstance(value, float):
-        return repr(value).encode()
+        return _go_float(value).encode()
     return str(value).encode()
 
 
@@ -173,13 +206,15 @@ def _typed(plain: bytes, kind: str) -> Any:
         return plain
     if kind == "str":
         return text
-    raise SopsError(f"a value has the type {kind!r}, which gitops does not read (encrypted comments included: "
-                    "remove comments from the file and encrypt it again)")
+    raise SopsError(f"a value has the type {kind!r}, which gitops does not read (a value, not a comment, "
+                    "sealed as type 'comment' or 'time' is not one sops writes today): encrypt the file again")
 
 
 def _decrypt_leaves(tree: dict[str, Any], metadata: dict[str, Any], key: bytes) -> dict[str, Any]:
     rules = _Rules(metadata)
     digest = hashlib.sha512()
+    if rules.mac_only_encrypted:
+        digest.update(_MAC_ONLY_ENCRYPTED_INIT)
 
     def walk(value: Any, path: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
@@ -230,31 +265,38 @@ def _json_bytes(value: Any) -> str:
 
 
 def _dotenv(text: str, identities: Sequence[Any]) -> bytes:
+    """A dotenv SOPS file, read as sops' dotenv store reads it: ``\\n`` in a value is a newline (and is written
+    back as ``\\n``), a line that starts with ``#`` is a comment."""
     values: dict[str, str] = {}
     metadata: dict[str, Any] = {}
     age: dict[int, dict[str, str]] = {}
     for line in text.splitlines():
         if not line.strip():
             continue
-        if line.startswith("#"):
-            raise SopsError("encrypted comments in a dotenv SOPS file are not read by gitops: remove the comments "
-                            "and encrypt it again")
+        if line.startswith("#"):  # a comment, encrypted or not: outside the MAC, and never needed
+            continue
         name, sep, value = line.partition("=")
         if not sep:
             raise SopsError("a line of the dotenv SOPS file is not NAME=VALUE")
+        value = value.replace("\\n", "\n")
         slot = re.fullmatch(r"sops_age__list_(\d+)__map_(enc|recipient)", name)
         if slot:
-            age.setdefault(int(slot[1]), {})[slot[2]] = value.replace("\\n", "\n")
+            age.setdefault(int(slot[1]), {})[slot[2]] = value
         elif name.startswith("sops_"):
             metadata[name.removeprefix("sops_")] = value
+        elif name in values:
+            raise SopsError(f"the dotenv SOPS file sets {name!r} twice")
         else:
             values[name] = value
     metadata["age"] = [age[i] for i in sorted(age)]
-    if metadata.get("mac_only_encrypted") in ("true", "True"):
-        metadata["mac_only_encrypted"] = True
     key = _data_key(metadata, identities)
     plain = _decrypt_leaves(values, metadata, key)
-    return "".join(f"{name}={value}\n" for name, value in plain.items()).encode()
+    return "".join(f"{name}={_dotenv_value(value)}\n" for name, value in plain.items()).encode()
+
+
+def _dotenv_value(value: Any) -> str:
+    """A value as sops' dotenv store writes it: a newline as ``\\n``."""
+    return str(value).replace("\n", "\\n")
 
 
 # -- writing, for `gitops secrets encrypt` (users without the sops binary) ------------------------------------------
@@ -296,17 +338,26 @@ def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, docu
     metadata: dict[str, Any] = {"age": enc, "lastmodified": now, "unencrypted_suffix": "_unencrypted",
                                 "version": "3.9.0"}
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if suffix == "env":
-        values = {}
+    if suffix == "env":  # as sops' dotenv store: a comment is sealed with the top's path ":", outside the MAC
+        values: dict[str, str] = {}
+        order: list[tuple[str | None, str]] = []  # (name, value) or (None, comment text after "#")
         for line in data.decode("utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                key_name, sep, value = line.partition("=")
-                if not sep:
-                    raise SopsError("a line of the dotenv file is not NAME=VALUE")
-                values[key_name] = value
+            if not line.strip():
+                continue
+            if line.startswith("#"):
+                order.append((None, line[1:]))
+                continue
+            key_name, sep, value = line.partition("=")
+            if not sep:
+                raise SopsError("a line of the dotenv file is not NAME=VALUE")
+            if key_name in values:
+                raise SopsError(f"the dotenv file sets {key_name!r} twice")
+            values[key_name] = value.replace("\\n", "\n")
+            order.append((key_name, ""))
         sealed_values = walk(values, ())
         metadata["mac"] = seal(digest.hexdigest().upper().encode(), now, "str")
-        lines = [f"{k}={v}" for k, v in sealed_values.items()]
+        lines = [f"{k}={_dotenv_value(sealed_values[k])}" if k is not None
+                 else "#" + (seal(text.encode(), ":", "comment") if text else "") for k, text in order]
         for i, entry in enumerate(enc):
             lines += [f"sops_age__list_{i}__map_enc={entry['enc']}".replace("\n", "\\n"),
                       f"sops_age__list_{i}__map_recipient={entry['recipient']}"]
