@@ -894,6 +894,8 @@ def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) ->
             line += f"  {r['changed_by_hand']} changed by hand"
         if svc["pinned_to"]:
             line += f"  pinned to {svc['pinned_to'][:12]}"
+        if svc.get("image_digest"):
+            line += f"  image {svc['image']} ({svc['image_digest'][:19]}..)"
         out(line)
         _print_evidence(svc.get("reason", ""), svc.get("health_output", ""), svc.get("logs", ""), indent="  ")
 
@@ -942,6 +944,9 @@ def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -
                                  f"{r.trigger}" + (f"  {what}" if what else "")))
         if r.error:
             click.echo(terminal_line(f"    {r.error}"))
+        for name, digest in sorted(r.images.items()):  # services whose tag was resolved: what they ran
+            if service is None or name == service:
+                click.echo(terminal_line(f"    {name} image {digest}"))
         for name, found in sorted(r.details.items()):
             if service is None or name == service:
                 click.echo(terminal_line(f"    {name}:"))
@@ -971,7 +976,8 @@ def rollback(service: str, repo_url: str | None, ref: str, subdir: str, state_di
     except SourceError as exc:
         raise CliError(str(exc)) from exc
     click.echo(terminal_line(target.sentence(service)))
-    click.echo(terminal_line(f"{service} pinned to {target.revision[:12]} until a commit changes it"))
+    held = f" at image {target.digest}" if target.digest else ""
+    click.echo(terminal_line(f"{service} pinned to {target.revision[:12]}{held} until a commit changes it"))
     _print_pass(result)
     sys.exit(EXIT_OK if result.ok else EXIT_INVALID)
 

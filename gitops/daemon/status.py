@@ -58,6 +58,8 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "name": svc.name,
             "desired_revision": desired.revision if desired else "",
             "desired_spec_hash": svc.spec_hash,
+            "image": svc.image,
+            "image_digest": svc.digest,  # the tag's digest on its registry (resolve: digest), else ""
             "running_revisions": sorted({c.revision for c in mine if c.running}),
             "replicas": {"desired": svc.replicas, "running": sum(1 for c in mine if c.running),
                          "healthy": sum(1 for c in mine if c.running and c.health in ("healthy", "none")),
