@@ -112,7 +112,7 @@ class TestRegistry:
     __test__ = False  # a helper, not a test class
 
     def __init__(self, docker_client: Any, folder: Path, *, username: str = "gitops-test", password: str = "",
-                 ip: str = "", certs_root: Path = CERTS_ROOT) -> None:
+                 ip: str = "", certs_root: Path = CERTS_ROOT, tls: bool = True) -> None:
         self.docker = docker_client
         self.folder = Path(folder)
         self.username = username
@@ -121,6 +121,8 @@ class TestRegistry:
         self.certs_dir = Path(certs_root)  # the root: the client and dockerd look in certs_dir/<address>/
         self.ca_path = self.folder / "tls" / "ca.crt"
         self.log_path = self.folder / "registry.log"
+        self.tls = tls  # False: plain http, which dockerd and gitops accept only on loopback
+        self.scheme = "https" if tls else "http"
         self.address = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._installed_ca: Path | None = None
@@ -153,7 +155,7 @@ class TestRegistry:
                 "log:\n  level: info\n  accesslog:\n    disabled: true\n"
                 f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
                 f"http:\n  addr: {self.address}\n  secret: {secrets.token_hex(16)}\n"
-                f"  tls:\n    certificate: {cert}\n    key: {key}\n"
+                + (f"  tls:\n    certificate: {cert}\n    key: {key}\n" if self.tls else "") +
                 f"auth:\n  htpasswd:\n    realm: gitops-test\n    path: {htpasswd}\n"
             )
             with open(self.log_path, "ab") as log:
@@ -164,18 +166,19 @@ class TestRegistry:
             problems.append(self.log_tail())
         else:
             raise RuntimeError("docker-registry did not start:\n" + "\n---\n".join(problems))
-        self._install_ca(ca)
+        if self.tls:
+            self._install_ca(ca)
         return self
 
     def _wait_ready(self) -> bool:
-        """True once /v2/ answers 401 over TLS (verified with our CA); False if the process ended first."""
+        """True once /v2/ answers 401 (over TLS verified with our CA); False if the process ended first."""
         import requests
 
         assert self._process is not None
         deadline = time.monotonic() + READY_DEADLINE
         while time.monotonic() < deadline:
             try:
-                answer = requests.get(f"https://{self.address}/v2/", verify=str(self.ca_path), timeout=5)
+                answer = requests.get(f"{self.scheme}://{self.address}/v2/", verify=str(self.ca_path), timeout=5)
                 if answer.status_code == 401:
                     return True
             except requests.RequestException:
@@ -261,13 +264,26 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+_shared: dict[str, Any] = {"registry": None, "users": 0}
+
+
 @pytest.fixture(scope="session")
 def registry(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A TLS registry with a password on the docker0 gateway, its CA trusted by dockerd, for the session."""
+    """A TLS registry with a password on the docker0 gateway, its CA trusted by dockerd, for the session.
+
+    One process however many modules import this fixture (conftest.py and a test module both may)."""
     if not ensure_docker_registry():
         reason = "docker-registry (Debian package docker-registry) is missing and could not be installed"
         if _in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
-    with TestRegistry(docker_client, tmp_path_factory.mktemp("registry")) as reg:
-        yield reg
+    if _shared["registry"] is None:
+        _shared["registry"] = TestRegistry(docker_client, tmp_path_factory.mktemp("registry")).start()
+    _shared["users"] += 1
+    try:
+        yield _shared["registry"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            _shared["registry"].stop()
+            _shared["registry"] = None

@@ -66,6 +66,7 @@ MANIFEST_MAX = 4 * 1024 * 1024  # a manifest or index; real ones are a few KiB
 TOKEN_ANSWER_MAX = 1024 * 1024
 TOKEN_MAX = 64 * 1024
 CHALLENGE_MAX = 8 * 1024
+ERROR_BODY_MAX = 64 * 1024
 USER_AGENT = "gitops-registry-client"
 
 _NO_CREDENTIALS: Mapping[str, Credentials] = MappingProxyType({})
@@ -357,9 +358,10 @@ class RegistryClient:
         if authorization:
             headers["Authorization"] = authorization
         with self._lock:
-            scheme = self._schemes.get(host)
-        if scheme is not None:
-            return self._http(ref, method, f"{scheme}://{host}{path}", headers)
+            known = self._schemes.get(host)
+        if known is not None:
+            return self._http(ref, method, f"{known}://{host}{path}", headers)
+        failed: requests.exceptions.RequestException | None = None
         try:
             response = self._request(ref, method, f"https://{host}{path}", headers)
             scheme = "https"
@@ -367,11 +369,17 @@ class RegistryClient:
             if not is_loopback(host) or _untrusted_certificate(exc) is not None \
                     or not isinstance(exc, requests.exceptions.ConnectionError):
                 raise self._transport_error(ref, exc, f"https://{host}") from None
-            # Docker's rule for loopback registries: plain http when https cannot connect.
+            failed = exc
+        if failed is not None:
+            # Docker's rule for loopback registries: plain http when https cannot connect. (Outside the
+            # except block above, so the http error does not carry the https one as its context.)
             try:
                 response = self._request(ref, method, f"http://{host}{path}", headers)
-            except requests.exceptions.RequestException:
-                raise self._transport_error(ref, exc, f"https://{host}", also_http=True) from None
+            except requests.exceptions.RequestException as exc:
+                if any(isinstance(c, ssl.SSLError) for c in _chain(failed)):
+                    # Something answered, just not in TLS: what went wrong over http is the story.
+                    raise self._transport_error(ref, exc, f"http://{host}") from None
+                raise self._transport_error(ref, failed, f"https://{host}", also_http=True) from None
             scheme = "http"
         with self._lock:
             self._schemes.setdefault(host, scheme)
@@ -495,13 +503,21 @@ class RegistryClient:
         return self._error(ref, f"registry {ref.registry} answered HTTP {status} for {ref}")
 
     def _repository_exists(self, ref: ImageRef, authorization: str) -> bool | None:
-        """After a 404 for a tag: does the repository exist? (its tag list answers 200 or 404); None if unsure."""
+        """After a 404 for a tag: does the repository exist? Its tag list answers 200, or 404 with NAME_UNKNOWN;
+        None when the registry does not say (not every registry serves tag lists)."""
         try:
             response = self._send(ref, "GET", f"/v2/{ref.repository}/tags/list?n=1", authorization)
-        except RegistryError:
+            if response.status_code == 200:
+                response.close()
+                return True
+            if response.status_code != 404:
+                response.close()
+                return None
+            answer = json.loads(self._read(ref, response, ERROR_BODY_MAX, "an error"))
+            codes = {e.get("code") for e in answer.get("errors", []) if isinstance(e, dict)}
+        except (RegistryError, ValueError, AttributeError, TypeError):
             return None
-        response.close()
-        return {200: True, 404: False}.get(response.status_code)
+        return False if "NAME_UNKNOWN" in codes else None
 
     def _transport_error(self, ref: ImageRef, exc: BaseException, origin: str, *,
                          also_http: bool = False) -> RegistryError:
