@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.registryutil import registry  # noqa: F401 - the session fixture: a TLS registry with a password
+
 PROJECT = """\
 apiVersion: gitops/v1
 kind: Project
