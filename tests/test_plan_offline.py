@@ -133,3 +133,20 @@ def test_secret_canary_never_leaves_the_secret_file(tmp_path: Path, docker_clien
         assert not any(form in o.stdout + o.stderr for o in outputs), form
         assert not any(form in f for f in files), form
         assert form not in json.dumps(container.labels)
+
+
+def test_plan_base_says_when_a_registry_does_not_answer_and_plans_by_the_tag(tmp_path: Path) -> None:
+    """resolve: digest with no registry reachable (a closed port on loopback): the plan is made, by tag, and says
+    the digest is unknown for each service; the same tag on both sides is no change."""
+    r = Remote(tmp_path / "git")
+    image = "127.0.0.1:9/shop/app:1.4"  # port 9 (discard): nothing listens here
+    base = r.commit({"project.yaml": PROJECT, "app.yaml": service("app", "resolve: digest", image=image)}, "base")
+    r.commit({"app.yaml": service("app", "resolve: digest\nreplicas: 2", image=image)}, "head")
+    proc = gitops("plan", "--repo", str(r.bare), "--base", base, "--state-dir", str(tmp_path / "s"),
+                  "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [(s["name"], s["slot"], s["action"]) for s in plan["steps"] if s["action"] != "noop"] == [("app", 1, "create")]
+    (warning,) = plan["warnings"]
+    assert warning.startswith("app: digest not resolved, planned by its tag: registry 127.0.0.1:9 could not be "
+                              "reached")
