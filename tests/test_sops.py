@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -411,3 +412,54 @@ def test_floats_are_hashed_and_sealed_as_go_writes_them(key_file) -> None:
         == (b"2", "float")
     digest = hashlib.sha512(b"2" + b"1").hexdigest().upper().encode()
     assert sops._open(key, doc.data["sops"]["mac"], "2026-12-01T00:00:00Z") == (digest, "str")
+
+
+def _comment_lines(text: str) -> list[tuple[int, int, str]]:
+    """(line number, indentation, sealed comment) of each encrypted comment."""
+    return [(number, len(line) - len(line.lstrip()), line.strip()[1:]) for number, line in enumerate(text.splitlines())
+            if line.lstrip().startswith("#ENC[")]
+
+
+def test_gitops_secrets_encrypt_seals_yaml_comments_where_and_as_sops_did(tmp_path: Path, key_file) -> None:
+    """sops' example, decrypted in place, encrypted again by gitops: every comment comes back on the line and at
+    the indentation where sops wrote it, sealed with the additional data sops sealed it with, and the file reads
+    back with its MAC."""
+    _, recipient = key_file
+    source = tmp_path / "example.yaml"
+    shutil.copy(Path(__file__).parent / "sops" / "sops-example.plain.yaml", source)
+    done = gitops("secrets", "encrypt", str(source), "--age", recipient, "-i")
+    assert done.returncode == 0, done.stderr
+    ours = source.read_text()
+    assert "secret operations" not in ours and "c4r1b0u" not in ours
+    theirs = _comment_lines(SOPS_EXAMPLE.read_text())
+    assert [(n, indent) for n, indent, _ in _comment_lines(ours)] == [(n, indent) for n, indent, _ in theirs]
+    (doc,) = parse_documents(ours, "example.yaml").documents
+    key = sops._data_key(doc.data["sops"], age_identities())
+    assert [sops._open(key, sealed, aad) for (_, _, sealed), (aad, _) in zip(_comment_lines(ours),
+                                                                               SOPS_EXAMPLE_COMMENTS, strict=True)] \
+        == [(text.encode(), "comment") for _, text in SOPS_EXAMPLE_COMMENTS]
+    assert _read(ours.encode(), age_identities()) == SOPS_EXAMPLE_PLAIN
+
+
+def test_gitops_secrets_encrypt_keeps_comments_wherever_they_stand(tmp_path: Path, key_file) -> None:
+    """At the top, after a value, in a list, at the end of a mapping; under an *_unencrypted key a comment stays
+    readable (sops decides for comments by the same path rule); a '#' inside a block scalar is content."""
+    _, recipient = key_file
+    source = tmp_path / "s.yml"
+    source.write_text(f"# top of {CANARY}\ndb:\n  password: {CANARY}  # rotate monthly\n  hosts:\n    # primary first\n"
+                      "    - a\n    - b\n  # end of db\nnotes_unencrypted:\n  # stays readable\n  text: hello\n"
+                      "script: |\n  # not a comment\n  run\n#\n")
+    done = gitops("secrets", "encrypt", str(source), "--age", recipient, "-i")
+    assert done.returncode == 0, done.stderr
+    ours = source.read_text()
+    assert CANARY not in ours and "#ENC" in ours
+    (doc,) = parse_documents(ours, "s.yml").documents
+    key = sops._data_key(doc.data["sops"], age_identities())
+    assert [sops._open(key, sealed, aad)[0].decode() for (_, _, sealed), aad in zip(
+        _comment_lines(ours), [":", "db:", "db:hosts:", "db:"], strict=True)] == [
+        f" top of {CANARY}", " rotate monthly", " primary first", " end of db"]
+    lines = ours.splitlines()
+    assert "    # stays readable" in lines and lines[lines.index("sops:") - 1] == "#"  # an empty one stays empty
+    assert _read(ours.encode(), age_identities()) == {
+        "db": {"password": CANARY, "hosts": ["a", "b"]}, "notes_unencrypted": {"text": "hello"},
+        "script": "# not a comment\nrun\n"}

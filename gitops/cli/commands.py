@@ -234,7 +234,7 @@ def secrets() -> None:
 @click.option("--in-place", "-i", is_flag=True, help="Replace FILE with its encrypted form (else print it).")
 def secrets_encrypt(file: Path, recipients: tuple[str, ...], in_place: bool) -> None:
     """Encrypt FILE as sops does, for users without the sops binary: YAML and JSON (by extension) value by value
-    (written as JSON, which is YAML too), .env line by line, anything else in sops' binary form. Keys named
+    (YAML comments encrypted too), .env line by line, anything else in sops' binary form. Keys named
     *_unencrypted stay readable. `sops -d` and gitops decrypt the result. FILE `-` reads standard input (binary
     form), so that a secret never has to be written to disk unencrypted."""
     import datetime

@@ -14,7 +14,8 @@ leaves them out of the MAC, and when one does not decrypt it keeps it as it is, 
 file anyway (sops.go, Tree.Decrypt). gitops never needs a comment, so it does not decrypt them: the YAML parser
 drops them and the dotenv reader skips them, which gives the MAC sops computes, and a tampered comment changes
 nothing, as in sops. Only the metadata ``unencrypted_comment_regex`` / ``encrypted_comment_regex`` make comments
-decide which values are encrypted; gitops does not read where comments stand, so it refuses such files.
+decide which values are encrypted; gitops does not read where comments stand, so it refuses such files. The
+writer (`gitops secrets encrypt`) seals a YAML or dotenv file's comments as sops does (see _encrypt_yaml).
 """
 
 from __future__ import annotations
@@ -364,7 +365,11 @@ def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, docu
         lines += [f"sops_lastmodified={now}", f"sops_mac={metadata['mac']}", "sops_unencrypted_suffix=_unencrypted",
                   "sops_version=3.9.0"]
         return ("\n".join(lines) + "\n").encode()
-    if suffix in ("yaml", "yml", "json") and isinstance(document, dict):
+    if suffix in ("yaml", "yml", "json") and isinstance(document, dict) and "sops" in document:
+        raise SopsError("the document has a top-level key 'sops', where SOPS keeps its metadata")
+    if suffix in ("yaml", "yml") and isinstance(document, dict):
+        return _encrypt_yaml(data.decode("utf-8"), walk(document, ()), metadata, rules, digest, seal)
+    if suffix == "json" and isinstance(document, dict):
         tree = walk(document, ())
     else:
         try:
@@ -374,3 +379,187 @@ def encrypt(data: bytes, name: str, recipients: Sequence[str], *, now: str, docu
                 from exc
     metadata["mac"] = seal(digest.hexdigest().upper().encode(), now, "str")
     return (json.dumps({**tree, "sops": metadata}, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def _encrypt_yaml(text: str, tree: dict[str, Any], metadata: dict[str, Any], rules: _Rules, digest: Any,
+                  seal: Any) -> bytes:
+    """A YAML document written back as YAML, its values sealed (``tree``) and its comments sealed as sops does."""
+    comments = _yaml_comments(text)
+    placed = 0
+
+    def seal_comment(comment: str, loc: _Loc) -> str:
+        nonlocal placed
+        placed += 1
+        path = tuple(part for part in loc if isinstance(part, str))  # list items share their list's path
+        if not comment or not rules.encrypted(path):  # sops leaves an empty comment as it is
+            return comment
+        return str(seal(comment.encode(), ":".join(path) + ":", "comment"))
+
+    lines = _emit_yaml(tree, comments, seal_comment)
+    if placed != sum(len(texts) for texts in (*comments.before.values(), *comments.end.values())):
+        raise SopsError("a comment of the file could not be placed again; remove it, or encrypt the file with sops")
+    metadata["mac"] = seal(digest.hexdigest().upper().encode(), metadata["lastmodified"], "str")
+    lines += ["sops:", "    age:"]
+    for entry in metadata["age"]:
+        lines += [f"        - recipient: {entry['recipient']}", "          enc: |"]
+        lines += ["            " + line for line in entry["enc"].rstrip("\n").splitlines()]
+    lines += [f"    lastmodified: {json.dumps(metadata['lastmodified'])}", f"    mac: {metadata['mac']}",
+              f"    unencrypted_suffix: {metadata['unencrypted_suffix']}", f"    version: {metadata['version']}"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+# -- YAML with comments, for the writer: sops encrypts comments too --------------------------------------------------
+# sops seals a comment (the text after "#") as type "comment" with the key path of the mapping or list that holds it
+# (":" at the top) as additional data, outside the MAC. gitops writes each comment as a head comment, on its own
+# line at the indentation of the entry it stands before, or after the last entry of its collection, which is where
+# go-yaml (sops' parser) puts a comment back into the same collection: sops' own emitter writes them so.
+_Loc = tuple[Any, ...]  # a collection's place from the top: its keys and list indexes
+
+
+class _Comments:
+    """The comments of a YAML text, by where they stand: before an entry of a collection, or at its end."""
+
+    def __init__(self) -> None:
+        self.before: dict[tuple[_Loc, int], list[str]] = {}
+        self.end: dict[_Loc, list[str]] = {}
+
+
+def _yaml_comments(text: str) -> _Comments:
+    """Where each comment of ``text`` (one YAML document) stands. A comment after a value on its line goes before
+    that entry; a comment on its own line goes before the next entry when it is not indented deeper than that
+    entry, else at the end of the deepest collection, around the entry before it, whose entries it is indented
+    as far as."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml import events as ev
+
+    entries: list[tuple[int, int, _Loc, int, list[tuple[_Loc, int]]]] = []  # line, column, loc, index, ancestors
+    inside: set[int] = set()  # lines within a multi-line scalar: a "#" there is content
+    ends: dict[int, int] = {}  # per line, the column where the last node on it ends
+    stack: list[dict[str, Any]] = []  # open collections: loc, column, kind, count, expecting a key
+
+    def entry(line: int, column: int) -> None:
+        top = stack[-1]
+        chain = [(frame["loc"], frame["col"]) for frame in stack]
+        entries.append((line, column, top["loc"], top["count"], chain))
+
+    def child_loc() -> _Loc:
+        top = stack[-1]
+        return (*top["loc"], top["last_key"] if top["kind"] == "map" else top["count"])
+
+    for event in YAML(typ="safe", pure=True).parse(text):
+        start, end = event.start_mark, event.end_mark
+        if isinstance(event, (ev.ScalarEvent, ev.MappingStartEvent, ev.SequenceStartEvent, ev.AliasEvent)):
+            if stack and stack[-1]["kind"] == "seq":
+                entry(start.line, stack[-1]["col"])
+            elif stack and stack[-1]["key"]:
+                entry(start.line, start.column)
+            loc = child_loc() if stack else ()
+            if isinstance(event, ev.ScalarEvent):
+                inside.update(range(start.line + 1, end.line + (1 if end.column else 0)))
+                ends[end.line] = max(ends.get(end.line, 0), end.column)
+            if stack and stack[-1]["kind"] == "map" and stack[-1]["key"]:
+                stack[-1]["last_key"] = str(event.value) if isinstance(event, ev.ScalarEvent) else None
+                stack[-1]["key"] = False
+                continue
+            if stack:
+                stack[-1]["count"] += 1
+                if stack[-1]["kind"] == "map":
+                    stack[-1]["key"] = True
+            if isinstance(event, (ev.MappingStartEvent, ev.SequenceStartEvent)):
+                kind = "map" if isinstance(event, ev.MappingStartEvent) else "seq"
+                stack.append({"loc": loc, "col": start.column, "kind": kind, "count": 0, "key": kind == "map",
+                              "last_key": None})
+        elif isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
+            stack.pop()
+            ends[end.line] = max(ends.get(end.line, 0), end.column)
+    comments = _Comments()
+    if not entries:
+        return comments
+    for number, line in enumerate(text.splitlines()):
+        if number in inside:
+            continue
+        at = _comment_column(line, ends.get(number, 0))
+        if at is None:
+            continue
+        body = line[at + 1:].rstrip()
+        on_line = [e for e in entries if e[0] == number]
+        if on_line:  # after a value: before the innermost entry that starts on this line
+            place = max(on_line, key=lambda e: e[1])
+            comments.before.setdefault((place[2], place[3]), []).append(body)
+            continue
+        following = [e for e in entries if e[0] > number]
+        preceding = [e for e in entries if e[0] < number]
+        if following:
+            first_line = following[0][0]
+            candidates = [e for e in following if e[0] == first_line]
+            fitting = [e for e in candidates if e[1] <= at]
+            target = max(fitting, key=lambda e: e[1]) if fitting else min(candidates, key=lambda e: e[1])
+            if at <= target[1] or not preceding:
+                comments.before.setdefault((target[2], target[3]), []).append(body)
+                continue
+        chain = preceding[-1][4] if preceding else [((), 0)]
+        fitting_locs = [loc for loc, column in chain if column <= at] or [chain[0][0]]
+        comments.end.setdefault(fitting_locs[-1], []).append(body)
+    return comments
+
+
+def _comment_column(line: str, after: int) -> int | None:
+    """Where a comment starts on ``line``, looking from column ``after`` on (where its last node ends)."""
+    for index in range(after, len(line)):
+        if line[index] == "#" and (index == 0 or line[index - 1] in " \t"):
+            return index
+        if line[index] not in " \t":
+            return None
+    return None
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf"}
+
+
+def _yaml_key(key: Any) -> str:
+    text = str(key)
+    return text if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS else json.dumps(text, ensure_ascii=False)
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        return (".inf" if value > 0 else "-.inf") if math.isinf(value) else repr(value)
+    text = str(value)
+    return text if _ENC.match(text) else json.dumps(text, ensure_ascii=False)
+
+
+def _emit_yaml(tree: Any, comments: _Comments, seal_comment: Any) -> list[str]:
+    """``tree`` as block YAML indented by 4 as sops writes it, each comment sealed by ``seal_comment(text, loc)``."""
+    out: list[str] = []
+
+    def put_comments(texts: list[str], indent: int, loc: _Loc) -> None:
+        out.extend(" " * indent + "#" + seal_comment(text, loc) for text in texts)
+
+    def collection(value: Any, indent: int, loc: _Loc, first_prefix: str = "") -> None:
+        items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+        for index, (key, item) in enumerate(items):
+            put_comments(comments.before.get((loc, index), []), indent, loc)
+            head = " " * indent + (f"{_yaml_key(key)}:" if isinstance(value, dict) else "-")
+            child = (*loc, str(key) if isinstance(value, dict) else index)
+            if isinstance(item, (dict, list)) and item:
+                out.append(head)
+                collection(item, indent + 4, child)
+            elif isinstance(item, dict):
+                out.append(head + " {}")
+            elif isinstance(item, list):
+                out.append(head + " []")
+            else:
+                out.append(f"{head} {_yaml_scalar(item)}")
+        put_comments(comments.end.get(loc, []), indent, loc)
+
+    collection(tree, 0, ())
+    return out
