@@ -72,8 +72,9 @@ def test_resolve_equals_the_digest_docker_pushed_and_pulls(registry, creds, dock
     cred = creds[registry.address]
     docker_client.api.pull(registry.image(repo), tag="1", auth_config=cred.auth_config())
     try:
-        assert docker_client.images.get(registry.image(repo, "1")).attrs["RepoDigests"] == [
-            f"{registry.image(repo)}@{pushed}"]
+        # (RepoDigests belong to the image, so other tests' pushes of local/web:1 are listed too)
+        assert f"{registry.image(repo)}@{pushed}" in docker_client.images.get(registry.image(repo, "1")).attrs[
+            "RepoDigests"]
     finally:
         docker_client.images.remove(registry.image(repo, "1"), noprune=True)
 
@@ -319,6 +320,24 @@ def test_a_missing_credential_helper_is_named(tmp_path, monkeypatch) -> None:
     assert str(info.value).startswith(
         f"the docker credential helper docker-credential-gitops-absent (named in the docker config {path}) failed "
         f"to give credentials for registry reg.example")
+    assert info.value.temporary is False
+
+
+def test_a_missing_helper_is_named_with_the_image_when_a_registry_asks(fake, tmp_path, monkeypatch) -> None:
+    server = fake(lambda f, s: (401, {"WWW-Authenticate": 'Basic realm="r"'}, b""))
+    write_docker_config(tmp_path, {"credHelpers": {server.address: "gitops-absent"}})
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    with RegistryClient() as client, pytest.raises(RegistryError) as info:
+        client.resolve(f"{server.address}/app:1")
+    assert "docker-credential-gitops-absent" in str(info.value)
+    assert str(info.value).endswith(f"(needed to read {server.address}/app:1)")
+    assert (info.value.registry, info.value.image) == (server.address, f"{server.address}/app:1")
+
+
+def test_a_malformed_reference_is_a_registry_error_that_is_not_temporary() -> None:
+    with RegistryClient(docker_config=False) as client, pytest.raises(RegistryError) as info:
+        client.resolve("Bad/Name")
+    assert str(info.value) == "invalid image reference 'Bad/Name': repository name must be lowercase"
     assert info.value.temporary is False
 
 

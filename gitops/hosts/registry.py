@@ -137,6 +137,7 @@ class RegistryClient:
         self._session = requests.Session()
         self._session.trust_env = False  # no ~/.netrc Authorization, no CA bundle from the environment
         self._session.headers["User-Agent"] = USER_AGENT
+        self._session.headers["Accept-Encoding"] = "identity"  # digests are of the bytes as stored; no inflating
         self._lock = threading.Lock()
         self._digests: dict[tuple[str, str, str], str] = {}
         self._credentials: dict[str, Credentials | None] = {}
@@ -216,9 +217,12 @@ class RegistryClient:
     def resolve(self, image: str) -> str:
         """The digest the registry serves for the image's tag now; an image given by digest needs no request.
 
-        Raises ``ValueError`` for a malformed reference and ``RegistryError`` when the registry cannot answer.
+        Raises ``RegistryError``, also for a malformed reference (never temporary then).
         """
-        ref = parse_image(image)
+        try:
+            ref = parse_image(image)
+        except ValueError as exc:
+            raise RegistryError("", str(exc), image=str(image)[:300]) from None
         if ref.digest:
             return ref.digest
         key = (ref.registry, ref.repository, ref.tag)
@@ -276,7 +280,10 @@ class RegistryClient:
             raise self._error(ref, f"registry {ref.registry} answered 401 for {ref} with a WWW-Authenticate "
                                    f"header of {len(header)} characters (at most {CHALLENGE_MAX} are read)")
         challenges = parse_challenges(header)
-        creds = self.credentials_for(ref.registry)
+        try:
+            creds = self.credentials_for(ref.registry)
+        except RegistryError as exc:
+            raise self._error(ref, f"{exc} (needed to read {ref})") from None
         if "bearer" in challenges:
             return self._bearer(ref, challenges["bearer"], creds), creds
         if "basic" in challenges:
@@ -354,7 +361,7 @@ class RegistryClient:
 
     def _send(self, ref: ImageRef, method: str, path: str, authorization: str) -> requests.Response:
         host = ref.api_host
-        headers = {"Accept": ", ".join(MANIFEST_TYPES), "Accept-Encoding": "identity"}
+        headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         if authorization:
             headers["Authorization"] = authorization
         with self._lock:
