@@ -32,10 +32,7 @@ from gitops.hosts.registry import (
     is_loopback,
     parse_challenges,
 )
-from tests import registryutil
-from tests.registryutil import TestRegistry, free_port, make_tls
-
-registry = registryutil.registry  # the session fixture (also imported by conftest.py)
+from tests.registryutil import TestRegistry, free_port, make_tls  # the `registry` fixture comes from conftest.py
 
 D1 = "sha256:" + "ab" * 32
 D2 = "sha256:" + "cd" * 32
