@@ -723,6 +723,7 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
     Stops cleanly on SIGTERM/SIGINT after the pass in hand.
     """
     from gitops.core.quantities import parse_duration
+    from gitops.daemon.activity import Activity, FanOut
     from gitops.daemon.loop import Daemon, serve
     from gitops.daemon.metrics import Metrics
     from gitops.daemon.server import ServerLimits
@@ -739,10 +740,10 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
         seconds = parse_duration(interval)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--interval") from exc
-    metrics = Metrics()
+    metrics, activity = Metrics(), Activity()
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, local=local, allow_empty=allow_empty,
-                             concurrency=concurrency, hooks=metrics, lease_ttl=lease_ttl)
-    loop = Daemon(reconciler, interval=seconds, metrics=metrics)
+                             concurrency=concurrency, hooks=FanOut([metrics, activity]), lease_ttl=lease_ttl)
+    loop = Daemon(reconciler, interval=seconds, metrics=metrics, activity=activity)
     sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local,
                    status_token=status_token, limits=limits))
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gitops.daemon.activity import Activity
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.server import ServerLimits, make_app, make_server
 from gitops.daemon.status import status_document
@@ -124,8 +125,10 @@ class Scheduler:
 
 class Daemon:
     def __init__(self, reconciler: Reconciler, *, interval: float = 60.0, metrics: Metrics | None = None,
-                 jitter: float = 0.1, rng: Callable[[], float] = random.random) -> None:
+                 jitter: float = 0.1, rng: Callable[[], float] = random.random,
+                 activity: Activity | None = None) -> None:
         self.reconciler = reconciler
+        self.activity = activity or Activity()  # what a pass is doing now, for live views
         self.interval = interval
         self.jitter = jitter
         self.rng = rng

@@ -6,6 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gitops.core.plan import Plan
 from gitops.engine.reconciler import PassResult
 
 
@@ -44,7 +45,7 @@ class Metrics:
     def fetch_failed(self) -> None:
         self.fetch_errors.inc()
 
-    def apply_started(self) -> None:
+    def apply_started(self, revision: str, plan: Plan) -> None:
         self.last_apply.set(time.time())
 
     def render(self) -> bytes:

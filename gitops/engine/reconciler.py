@@ -79,15 +79,18 @@ class PassResult:
 
 
 class PassHooks(Protocol):
+    """Told what a pass does, in the pass's thread: hooks must return quickly and never raise (the daemon's
+    gitops.daemon.activity.FanOut guards each one)."""
+
     def pass_finished(self, result: PassResult) -> None: ...
     def fetch_failed(self) -> None: ...
-    def apply_started(self) -> None: ...
+    def apply_started(self, revision: str, plan: Plan) -> None: ...
 
 
 class _NoHooks:
     def pass_finished(self, result: PassResult) -> None: ...
     def fetch_failed(self) -> None: ...
-    def apply_started(self) -> None: ...
+    def apply_started(self, revision: str, plan: Plan) -> None: ...
 
 
 def _drifted(the_plan: Plan) -> int:
@@ -279,7 +282,7 @@ class Reconciler:
         return {s.name for s in desired.services if s.name in good and good[s.name][1] == s.spec_hash}
 
     def _apply_started(self, the_plan: Plan) -> None:
-        self.hooks.apply_started()
+        self.hooks.apply_started(the_plan.revision, the_plan)
         self.log.info("apply.started", revision=the_plan.revision[:12], changes=len(the_plan.changes))
         for step in the_plan.changes[:50]:  # why each change is made: field names only, never values
             self.log.info("apply.change", step=step.label, host=step.host, action=step.action, reason=step.reason)
