@@ -20,7 +20,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_import_contracts_are_kept() -> None:
-    """cli > daemon > engine > manifests|hosts|source > ... > core > errors; docker only in hosts, git only in source."""
+    """cli > daemon > outcomes > engine > manifests|hosts|source > ... > core > errors; docker only in hosts, git only in source."""
     done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "4 kept, 0 broken" in done.stdout
