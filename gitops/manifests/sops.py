@@ -36,6 +36,8 @@ import pyrage
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pyrage import x25519
+from ruamel.yaml import YAML
+from ruamel.yaml import events as ev
 
 from gitops.errors import GitopsError
 
@@ -429,9 +431,6 @@ def _yaml_comments(text: str) -> _Comments:
     that entry; a comment on its own line goes before the next entry when it is not indented deeper than that
     entry, else at the end of the deepest collection, around the entry before it, whose entries it is indented
     as far as."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml import events as ev
-
     entries: list[tuple[int, int, _Loc, int, list[tuple[_Loc, int]]]] = []  # line, column, loc, index, ancestors
     inside: set[int] = set()  # lines within a multi-line scalar: a "#" there is content
     ends: dict[int, int] = {}  # per line, the column where the last node on it ends
