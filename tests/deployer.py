@@ -11,8 +11,10 @@ from gitops.core.plan import Plan
 from gitops.core.planner import PlanOptions, plan
 from gitops.engine.apply import ApplyStatus, apply_plan
 from gitops.engine.executor import ApplyResult
+from gitops.engine.images import pin_and_observe, registry_client
 from gitops.engine.observe import observe_all, open_hosts
 from gitops.manifests.load import load_repo
+from gitops.secret_key import with_age
 
 
 @dataclass
@@ -35,7 +37,8 @@ class Deployer:
     def load(self, files: dict[str, str], *, prune: bool = False) -> DesiredState:
         files = {"project.yaml": self.project_doc("spec: {prune: true}\n" if prune else ""), **files}
         self.root = self.write_repo(files, project=False)
-        outcome = load_repo(self.root, revision="test", key=self.key)
+        # with the age identities of SOPS_AGE_KEY_FILE when the test set it, as a command would read them
+        outcome = load_repo(self.root, revision="test", key=with_age(self.key))
         if outcome.desired is None:
             raise AssertionError("manifests do not load: " + "; ".join(map(str, outcome.errors)))
         return outcome.desired
@@ -43,16 +46,21 @@ class Deployer:
     def plan(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
         desired = self.load(files, prune=prune)
         with open_hosts(desired) as hosts:
-            observed = observe_all(desired, hosts)
-        return Pass(desired, plan(desired, observed, options=PlanOptions(allow_empty=allow_empty)), None)
+            desired, observed, warnings = pin_and_observe(desired, registry_client(desired),
+                                                          lambda d: observe_all(d, hosts))
+        return Pass(desired, plan(desired, observed, options=PlanOptions(allow_empty=allow_empty, warnings=warnings)),
+                    None)
 
     def __call__(self, files: dict[str, str], *, prune: bool = False, allow_empty: bool = False) -> Pass:
         """Load, plan and apply through the one apply path (gitops.engine.apply), as the loop does. No store:
         nothing is trusted, so every container is inspected and a false "changed by hand" would show."""
         desired = self.load(files, prune=prune)
-        options = PlanOptions(allow_empty=allow_empty)
         with open_hosts(desired) as hosts:
-            the_plan = plan(desired, observe_all(desired, hosts), options=options)
+            # tags resolved to digests first, as every pass and command does (gitops.engine.images)
+            desired, observed, warnings = pin_and_observe(desired, registry_client(desired),
+                                                          lambda d: observe_all(d, hosts))
+            options = PlanOptions(allow_empty=allow_empty, warnings=warnings)
+            the_plan = plan(desired, observed, options=options)
             if not the_plan.has_changes:
                 return Pass(desired, the_plan, ApplyResult())
             done = apply_plan(desired, hosts, the_plan, approved=False,

@@ -105,3 +105,29 @@ def test_tls_verification_is_on(deploy, second_engine, two_hosts, project_name, 
     assert [h for h, _ in planned.plan.unreachable] == ["h2"]
     assert "certificate" in planned.plan.unreachable[0][1].lower() or "ssl" in planned.plan.unreachable[0][1].lower()
     shutil.rmtree(other)
+
+
+def test_every_host_pulls_from_a_private_registry_with_the_declared_credentials(
+        deploy, docker_client, second_engine, two_hosts, project_name, registry, tmp_path, monkeypatch) -> None:
+    """The Registry manifest's credentials go with each host's pull (the second engine has never logged in),
+    and both run the exact digest the tag named."""
+    from tests.sopsutil import new_identity, sops_binary
+
+    identity, recipient = new_identity()
+    (tmp_path / "age.txt").write_text(identity + "\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(tmp_path / "age.txt"))
+    repo = f"gitops-test/{project_name}"
+    digest = registry.push("local/web:1", repo, "1")
+    files = with_certs(deploy, second_engine, {
+        "hosts.yaml": two_hosts,
+        "registry.yaml": (f"apiVersion: gitops/v1\nkind: Registry\nmetadata: {{name: private}}\nspec:\n"
+                          f"  server: '{registry.address}'\n  username: {registry.username}\n"
+                          "  password: {secretFile: registry.sops}\n"),
+        "registry.sops": sops_binary(registry.password, recipient),
+        "web.yaml": service("web", FAST + "replicas: 2\nresolve: digest", image=registry.image(repo, "1"))})
+    done = deploy(files)
+    assert done.result is not None and done.result.ok, done.result
+    for client in (docker_client, second_engine["client"]):
+        (web,) = client.containers.list(filters={"label": f"io.gitops.project={project_name}"})
+        assert web.attrs["Config"]["Image"] == f"{registry.image(repo)}@{digest}"
+    assert not deploy.plan(files).plan.has_changes
