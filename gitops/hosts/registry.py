@@ -253,7 +253,9 @@ class RegistryClient:
         """A manifest request answered 2xx, authenticated when the registry asks for it."""
         scope = (ref.registry, ref.repository)
         with self._lock:
-            authorization, creds = self._authorization.get(scope, ("", None))
+            # Basic credentials hold for every repository of the registry: no 401 round trip per image
+            authorization, creds = self._authorization.get(scope) or self._authorization.get(
+                (ref.registry, ""), ("", None))
         response = self._send(ref, method, path, authorization)
         if response.status_code == 401:
             challenge = response.headers.get("WWW-Authenticate", "")
@@ -265,6 +267,8 @@ class RegistryClient:
                 raise self._unauthorized(ref, creds)
             with self._lock:
                 self._authorization[scope] = (authorization, creds)
+                if authorization.startswith("Basic "):
+                    self._authorization[(ref.registry, "")] = (authorization, creds)
         if 200 <= response.status_code < 300:
             return response
         response.close()
