@@ -20,6 +20,14 @@ if ! command -v docker-registry >/dev/null 2>&1; then
     || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry >/dev/null; }
 fi
 
+# The web page's tests drive a real browser (tests/test_web_browser.py): Debian's chromium, headless.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing chromium and chromium-driver (Debian packages)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+    || echo "setup: chromium could not be installed: the browser tests skip (and fail when CI=true)" >&2
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

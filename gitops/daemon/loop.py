@@ -25,10 +25,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from gitops.core.plan import Plan
 from gitops.daemon.activity import Activity
 from gitops.daemon.metrics import Metrics
 from gitops.daemon.server import ServerLimits, make_app, make_server
-from gitops.daemon.status import status_document
+from gitops.daemon.status import pending_plan, status_document
 from gitops.engine.reconciler import PassResult, Reconciler
 from gitops.errors import HostError
 from gitops.hosts.docker import DockerHost
@@ -150,6 +151,17 @@ class Daemon:
         applied) and observation: changes pending are planned afresh, not those of the plan just applied."""
         r = self.reconciler
         return status_document(r.state, r.last_desired, r.last_observed)
+
+    def status_and_pending(self) -> tuple[dict[str, Any], Plan | None]:
+        """status() and the plan whose changes it counts as pending, both from one reading of the last pass's
+        desired state and observation (for the web page, which lists the plan's steps)."""
+        r = self.reconciler
+        desired, observed = r.last_desired, r.last_observed
+        return status_document(r.state, desired, observed), pending_plan(desired, observed)
+
+    def history(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` passes, newest first, as `gitops history --format json` has them."""
+        return [record.to_dict() for record in self.reconciler.state.passes(limit=limit)]
 
     def alive(self) -> bool:
         return self._worker_alive and not self.scheduler.stopped

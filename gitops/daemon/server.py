@@ -4,12 +4,15 @@
     GET  /status    the same document as `gitops status --format json`
     GET  /healthz   the worker loop is alive          GET /readyz   a first pass has finished
     GET  /metrics   Prometheus text format
+    GET  /          the web page (gitops.daemon.web): /status for people, with history and the pending plan;
+    GET  /fragment  its live part, and GET /events, server-sent events when a pass starts applying or ends
 
 A webhook answers at once: it authenticates the raw body (read up to a cap, 413 beyond it without
 reading the rest), then only asks the scheduler for a pass. It never decides what is deployed.
 
-With a status token, /status and /metrics need `Authorization: Bearer TOKEN` (401 otherwise);
-/healthz and /readyz are always open (SECURITY.md 16).
+With a status token, /status and /metrics need `Authorization: Bearer TOKEN` (401 otherwise); the web
+page takes the same bearer token, or HTTP Basic with the token as the password (any user name), so that
+a browser can ask for it itself. /healthz and /readyz are always open (SECURITY.md 16).
 
 Unauthenticated clients must not starve the daemon (SECURITY.md 11b). uvicorn bounds the request
 head's size (h11, only while it is incomplete) and idle keep-alive time, but not the number of open
@@ -23,6 +26,8 @@ until the body is in and the answer written.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import socket
 from collections.abc import Callable
@@ -37,13 +42,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gitops.daemon.metrics import Metrics
+from gitops.daemon.web import BODY_TIMEOUT_KEY, PageView, page_routes
 from gitops.daemon.webhooks import PROVIDERS, DeliveryLog, interpret, signature_ok
 
 DEFAULT_BODY_LIMIT = 1024 * 1024
 BEARER_CHALLENGE = 'Bearer realm="gitops"'
 
 
-class DaemonView(Protocol):
+class DaemonView(PageView, Protocol):
+    """What the endpoints ask the daemon; the web page's part (status with its plan, history, activity) is
+    PageView's."""
+
     def request_pass(self, trigger: str, head: str = "") -> None: ...
     def status(self) -> dict[str, Any]: ...
     def alive(self) -> bool: ...
@@ -81,6 +90,23 @@ def bearer_ok(request: Request, token: bytes) -> bool:
         return False
     scheme, _, credentials = values[0].strip().partition(b" ")
     return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
+
+
+def basic_ok(request: Request, token: bytes) -> bool:
+    """Exactly one `Authorization: Basic ...` header whose password is the token (the user name is not
+    checked): what a browser sends once it has asked for it. Compared on bytes, like bearer_ok."""
+    values = [value for name, value in request.scope["headers"] if name == b"authorization"]
+    if len(values) != 1:
+        return False
+    scheme, _, credentials = values[0].strip().partition(b" ")
+    if scheme.lower() != b"basic":
+        return False
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    _, colon, password = decoded.partition(b":")
+    return bool(colon) and hmac.compare_digest(password, token)
 
 
 def make_app(daemon: DaemonView, *, secret: bytes, branch: str, metrics: Metrics,
@@ -139,12 +165,17 @@ def make_app(daemon: DaemonView, *, secret: bytes, branch: str, metrics: Metrics
     async def metrics_endpoint(request: Request) -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    def page_reader(request: Request) -> bool:
+        """The web page's readers: anyone without a status token, else the token as Bearer or Basic."""
+        return not status_token or bearer_ok(request, status_token) or basic_ok(request, status_token)
+
     return Starlette(routes=[
         Route("/hooks/{provider}", hook, methods=["POST"]),
         Route("/status", guarded(status), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", guarded(metrics_endpoint), methods=["GET"]),
+        *page_routes(daemon, authorized=page_reader),
     ])
 
 
@@ -280,10 +311,20 @@ class LimitedServer(uvicorn.Server):
                     sock.listen(self.listen_queue)
 
 
+def tell_body_timeout(app: Any, seconds: float) -> Any:
+    """ASGI wrapper: each request's scope says how long the server gives it to be answered, so that a
+    stream (the web page's events) can end by itself before it is cut."""
+    async def told(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope[BODY_TIMEOUT_KEY] = seconds
+        await app(scope, receive, send)
+    return told
+
+
 def make_server(app: Any, *, host: str, port: int, limits: ServerLimits = ServerLimits(),
                 log_level: str = "warning") -> uvicorn.Server:
     """A uvicorn server for ``app`` on HOST:PORT with ``limits``; run it with ``server.run()``."""
-    guarded = limit_request_head(app, max_fields=limits.max_header_fields, max_bytes=limits.max_head_bytes)
+    guarded = limit_request_head(tell_body_timeout(app, limits.body_timeout), max_fields=limits.max_header_fields,
+                                 max_bytes=limits.max_head_bytes)
     config = uvicorn.Config(guarded, host=host, port=port, http=limited_protocol(limits), ws="none",
                             log_level=log_level, access_log=False, lifespan="off", backlog=limits.accept_batch,
                             timeout_keep_alive=limits.keep_alive, h11_max_incomplete_event_size=limits.max_head_bytes)
