@@ -714,10 +714,20 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
 @click.option("--allow-empty", is_flag=True)
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(1, 64))
 @lease_option
+@click.option("--notify-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A file of apprise URLs (one a line: slack://..., ntfy://..., mailto://...), outside the "
+                   "repository: each event of a pass is sent to them.")
+@click.option("--notify-webhook", "notify_webhook", metavar="URL",
+              help="POST each event as signed JSON to URL (X-Gitops-Signature-256: sha256=HMAC of the body).")
+@click.option("--notify-webhook-secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the secret that signs --notify-webhook deliveries.")
+@click.option("--notify-quiet", default="1h", show_default=True,
+              help="The same failure on every poll is sent once, then again after this long (a duration).")
 def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
            local: Path | None, interval: str, listen: str, webhook_secret_file: Path | None, no_webhooks: bool,
            status_token_file: Path | None, max_connections: int, header_timeout: str, body_timeout: str,
-           allow_empty: bool, concurrency: int, lease_ttl: str) -> None:
+           allow_empty: bool, concurrency: int, lease_ttl: str, notify_config: Path | None,
+           notify_webhook: str | None, notify_webhook_secret_file: Path | None, notify_quiet: str) -> None:
     """Run the loop: a pass at start, on every poll, webhook and (with --local) file change.
 
     Stops cleanly on SIGTERM/SIGINT after the pass in hand.
@@ -741,11 +751,51 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--interval") from exc
     metrics, activity = Metrics(), Activity()
+    hooks = FanOut([metrics, activity])
     reconciler = _reconciler(repo_url, ref, subdir, state_dir, fetch_timeout, local=local, allow_empty=allow_empty,
-                             concurrency=concurrency, hooks=FanOut([metrics, activity]), lease_ttl=lease_ttl)
+                             concurrency=concurrency, hooks=hooks, lease_ttl=lease_ttl)
+    outcomes = _outcome_listeners(reconciler, notify_config=notify_config, notify_webhook=notify_webhook,
+                                  notify_webhook_secret_file=notify_webhook_secret_file, notify_quiet=notify_quiet)
+    hooks.listeners += outcomes
     loop = Daemon(reconciler, interval=seconds, metrics=metrics, activity=activity)
-    sys.exit(serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local,
-                   status_token=status_token, limits=limits))
+    try:
+        code = serve(loop, listen=listen, secret=None if no_webhooks else secret, branch=ref, watch=local,
+                     status_token=status_token, limits=limits)
+    finally:
+        for listener in outcomes:  # what is still queued gets a few seconds to go out
+            listener.close(5.0)
+    sys.exit(code)
+
+
+def _outcome_listeners(reconciler: Reconciler, *, notify_config: Path | None, notify_webhook: str | None,
+                       notify_webhook_secret_file: Path | None, notify_quiet: str) -> list[Any]:
+    """The daemon's listeners that tell the world what each pass did: notifications (and commit statuses)."""
+    listeners: list[Any] = []
+    if notify_webhook_secret_file is not None and not notify_webhook:
+        raise click.UsageError("--notify-webhook-secret-file needs --notify-webhook URL")
+    if notify_config is not None or notify_webhook:
+        from gitops.outcomes.notify import Notifier
+
+        secret = b""
+        if notify_webhook:
+            if notify_webhook_secret_file is None:
+                raise click.UsageError("--notify-webhook needs --notify-webhook-secret-file FILE (deliveries are "
+                                       "signed)")
+            secret = notify_webhook_secret_file.read_bytes().strip()
+            if not secret:
+                raise CliError(f"{notify_webhook_secret_file} is empty")
+
+        def secrets() -> tuple[str, ...]:
+            desired = reconciler.last_desired
+            return desired.secret_values() if desired is not None else ()
+
+        try:
+            listeners.append(Notifier("", apprise_config=notify_config, webhook_url=notify_webhook or "",
+                                      webhook_secret=secret, quiet=_duration(notify_quiet, "--notify-quiet"),
+                                      secrets=secrets))
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+    return listeners
 
 
 def _webhook_secret(path: Path | None) -> bytes:

@@ -410,6 +410,14 @@ class DesiredState:
     exceptions: tuple[PolicyException, ...] = ()  # settings the Project's policy.allow let through
     registries: tuple[RegistrySpec, ...] = ()  # credentials declared in the repository
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value it holds (secret env, secret files, registry passwords): what notifications and
+        other outputs that quote containers (logs, health output) mask."""
+        values = [e.value for s in self.services for e in s.env if e.secret]
+        values += [f.content.decode("utf-8", "replace") for s in self.services for f in s.files if f.secret]
+        values += [r.password for r in self.registries]
+        return tuple(dict.fromkeys(v for v in values if v))
+
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:
             if svc.name == name:

@@ -72,6 +72,7 @@ class PassResult:
     duration: float = 0.0
     drifted: int = 0
     crash_looping: int = 0
+    project: str = ""  # the project's name, from the manifests this pass (or the last pass that read them)
 
     @property
     def ok(self) -> bool:
@@ -158,6 +159,7 @@ class Reconciler:
             self.log.exception("pass.crashed")
             result = PassResult("error", message=f"internal error: {exc!r}", errors=[repr(exc)])
         result.duration = time.monotonic() - started
+        result.project = result.project or (self.last_desired.project.name if self.last_desired else "")
         failpoint("before_record")
         try:
             record_pass(self.state, pass_id, revision=result.revision, outcome=result.outcome, message=result.message,

@@ -263,7 +263,7 @@ class Notifier:
                 return
             result, values, now = item
             try:
-                for event in events_of(result, self.project, secrets=values):
+                for event in events_of(result, result.project or self.project, secrets=values):
                     if self._stop.is_set():
                         return
                     if not self.quiet.should_send(event, now):
