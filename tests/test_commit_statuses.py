@@ -633,3 +633,13 @@ def test_config_defaults_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "missing"))):
         read_token(tmp_path / "missing")
 
+
+
+def test_a_service_held_by_gitops_rollback_never_reads_as_success() -> None:
+    from gitops.outcomes.statuses import statuses_for
+
+    result = PassResult("no_changes", "b" * 40, "hosts match the manifests", pins={"web": "a" * 40})
+    assert statuses_for(result, "shop", per_service=True) == [
+        ("gitops/shop", "failure", f"web held at {'a' * 12} by gitops rollback: this commit's version is not "
+                                   "deployed"),
+        ("gitops/shop/web", "failure", f"held at {'a' * 12} by gitops rollback")]

@@ -723,11 +723,26 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
               help="File holding the secret that signs --notify-webhook deliveries.")
 @click.option("--notify-quiet", default="1h", show_default=True,
               help="The same failure on every poll is sent once, then again after this long (a duration).")
+@click.option("--commit-status", "status_provider", type=click.Choice(["github", "gitlab", "gitea"]),
+              help="Post each commit's outcome as a commit status on this forge (pending, success, failure).")
+@click.option("--commit-status-token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="File holding the forge's API token (GitHub: statuses write; GitLab: api; Gitea: repository).")
+@click.option("--commit-status-api-url", default="",
+              help="The forge's API [default: https://api.github.com, https://gitlab.com/api/v4; Gitea: required, "
+                   "e.g. https://gitea.example.com/api/v1].")
+@click.option("--commit-status-repo", default="",
+              help="owner/name (GitLab: the project path or id) [default: from --repo on github.com/gitlab.com].")
+@click.option("--commit-status-per-service", is_flag=True,
+              help="Also one status per service (gitops/PROJECT/SERVICE), so one service's success cannot hide "
+                   "another's failure.")
+@click.option("--external-url", default="", help="The daemon's web page as people reach it, for status links.")
 def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fetch_timeout: float,
            local: Path | None, interval: str, listen: str, webhook_secret_file: Path | None, no_webhooks: bool,
            status_token_file: Path | None, max_connections: int, header_timeout: str, body_timeout: str,
            allow_empty: bool, concurrency: int, lease_ttl: str, notify_config: Path | None,
-           notify_webhook: str | None, notify_webhook_secret_file: Path | None, notify_quiet: str) -> None:
+           notify_webhook: str | None, notify_webhook_secret_file: Path | None, notify_quiet: str,
+           status_provider: str | None, commit_status_token_file: Path | None, commit_status_api_url: str,
+           commit_status_repo: str, commit_status_per_service: bool, external_url: str) -> None:
     """Run the loop: a pass at start, on every poll, webhook and (with --local) file change.
 
     Stops cleanly on SIGTERM/SIGINT after the pass in hand.
@@ -756,6 +771,12 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
                              concurrency=concurrency, hooks=hooks, lease_ttl=lease_ttl)
     outcomes = _outcome_listeners(reconciler, notify_config=notify_config, notify_webhook=notify_webhook,
                                   notify_webhook_secret_file=notify_webhook_secret_file, notify_quiet=notify_quiet)
+    if status_provider is not None:
+        outcomes.append(_commit_statuses(status_provider, commit_status_token_file, commit_status_api_url,
+                                         commit_status_repo or "", repo_url or "", commit_status_per_service,
+                                         external_url))
+    elif commit_status_token_file or commit_status_api_url or commit_status_repo or commit_status_per_service:
+        raise click.UsageError("the --commit-status-* options need --commit-status github|gitlab|gitea")
     hooks.listeners += outcomes
     loop = Daemon(reconciler, interval=seconds, metrics=metrics, activity=activity)
     try:
@@ -765,6 +786,31 @@ def daemon(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, 
         for listener in outcomes:  # what is still queued gets a few seconds to go out
             listener.close(5.0)
     sys.exit(code)
+
+
+def _commit_statuses(provider: str, token_file: Path | None, api_url: str, repo: str, repo_url: str,
+                     per_service: bool, external_url: str) -> Any:
+    """Commit statuses on the forge (gitops.outcomes.statuses): the repository guessed from --repo when not given."""
+    from gitops.outcomes.statuses import CommitStatuses, StatusConfig, guess_from_git_url, read_token
+
+    if token_file is None:
+        raise click.UsageError("--commit-status needs --commit-status-token-file FILE")
+    if not repo:
+        guessed_provider, guessed_api, repo = guess_from_git_url(repo_url)
+        if not repo or guessed_provider not in (None, provider):
+            raise click.UsageError(f"--commit-status {provider}: give --commit-status-repo OWNER/NAME (it cannot be "
+                                   "told from --repo)")
+        api_url = api_url or guessed_api
+    if provider == "gitea" and not api_url:
+        raise click.UsageError("--commit-status gitea needs --commit-status-api-url, e.g. "
+                               "https://gitea.example.com/api/v1")
+    try:
+        token = read_token(token_file)
+        config = StatusConfig(provider=provider, api_url=api_url, repo=repo, token=token,  # type: ignore[arg-type]
+                              external_url=external_url, per_service=per_service)
+        return CommitStatuses(config, "")
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _outcome_listeners(reconciler: Reconciler, *, notify_config: Path | None, notify_webhook: str | None,

@@ -73,6 +73,7 @@ class PassResult:
     drifted: int = 0
     crash_looping: int = 0
     project: str = ""  # the project's name, from the manifests this pass (or the last pass that read them)
+    pins: dict[str, str] = field(default_factory=dict)  # services held at an older revision (gitops rollback)
 
     @property
     def ok(self) -> bool:
@@ -160,6 +161,7 @@ class Reconciler:
             result = PassResult("error", message=f"internal error: {exc!r}", errors=[repr(exc)])
         result.duration = time.monotonic() - started
         result.project = result.project or (self.last_desired.project.name if self.last_desired else "")
+        result.pins = dict(self._pins_held)
         failpoint("before_record")
         try:
             record_pass(self.state, pass_id, revision=result.revision, outcome=result.outcome, message=result.message,

@@ -294,9 +294,20 @@ def statuses_for(result: PassResult, project: str, *, per_service: bool, prefix:
     outcome = result.outcome
     if outcome in ("source_unavailable", "skipped"):
         return []
+    if outcome == "no_changes" and result.plan is not None and result.plan.has_changes:
+        return []  # a dry run: nothing was applied
+    held = dict(sorted(result.pins.items()))
+    if outcome in ("converged", "no_changes") and held:
+        # gitops rollback holds these at an older revision: this commit's version of them is not what runs
+        name, revision = next(iter(held.items()))
+        more = f" (and {len(held) - 1} more)" if len(held) > 1 else ""
+        found = [(main, "failure", describe(f"{name} held at {revision[:12]} by gitops rollback{more}: this "
+                                            f"commit's version is not deployed", secrets))]
+        if per_service:
+            found += [(service_context(project, n, prefix), "failure",
+                       describe(f"held at {r[:12]} by gitops rollback", secrets)) for n, r in held.items()]
+        return found
     if outcome == "no_changes":
-        if result.plan is not None and result.plan.has_changes:  # a dry run: nothing was applied
-            return []
         return [(main, "success", "hosts match the manifests")]
     services = dict(sorted(result.services.items()))
     messages = {name: o.message for name, o in result.apply.services.items()} if result.apply else {}
@@ -473,6 +484,7 @@ class CommitStatuses:
     def _started(self, revision: str, plan: Plan) -> None:
         if not _SHA.fullmatch(revision):
             return  # a local folder's "local", or anything else that names no commit
+        self.project = plan.project or self.project  # the daemon learns it from the manifests
         lines = pending_for(revision, plan, self.project, per_service=self.config.per_service,
                             prefix=self.config.context)
         with self._cond:
@@ -486,6 +498,7 @@ class CommitStatuses:
         sha = result.revision
         if not _SHA.fullmatch(sha):
             return
+        self.project = result.project or self.project
         lines = statuses_for(result, self.project, per_service=self.config.per_service, prefix=self.config.context,
                              secrets=(self.config.token,))
         if not lines:
