@@ -127,7 +127,9 @@ def _drift(service: dict[str, Any], containers: list[dict[str, Any]], pending: P
     return found
 
 
-def service_view(service: dict[str, Any], containers: list[dict[str, Any]], pending: Plan | None) -> dict[str, Any]:
+def service_view(service: dict[str, Any], containers: list[dict[str, Any]], pending: Plan | None, *,
+                 applying: bool = False) -> dict[str, Any]:
+    """One service's row; ``applying``: the plan being applied now changes it."""
     replicas = service["replicas"]
     desired = service["desired_revision"]
     running = service["running_revisions"]
@@ -142,6 +144,7 @@ def service_view(service: dict[str, Any], containers: list[dict[str, Any]], pend
         "all_healthy": replicas["healthy"] >= replicas["desired"] and replicas["up_to_date"] >= replicas["desired"],
         "outcome": service["last_outcome"],
         "tone": tone(service["last_outcome"]),
+        "applying": applying,
         "reason": service["reason"],
         "health_output": service["health_output"],
         "logs": service["logs"],
@@ -180,15 +183,18 @@ def page_model(status: dict[str, Any], pending: Plan | None, history: Iterable[d
     containers = [c for h in observed.get("hosts", ()) for c in h.get("containers", ())]
     source = status.get("source") or {}
     last = status.get("last_pass")
+    applied = now.plan if now.phase == "applying" else None
+    changing = {step.name for step in (applied.changes if applied else ()) if step.kind == "service"}
     return {
         "project": status["project"],
         "revision": short_revision(status["revision"]),
         "version": now.version,
         "activity": {"phase": now.phase, "revision": short_revision(now.revision), "since": when(now.since),
-                     "outcome": now.outcome, "plan": plan_view(now.plan if now.phase == "applying" else None)},
+                     "outcome": now.outcome, "plan": plan_view(applied)},
         "last_pass": pass_view(last) if last else None,
         "services": [service_view(s, sorted((c for c in containers if c["service"] == s["name"]),
-                                            key=lambda c: (c["host"], c["slot"], c["name"])), pending)
+                                            key=lambda c: (c["host"], c["slot"], c["name"])), pending,
+                                 applying=s["name"] in changing)
                      for s in status["services"]],
         "hosts": status["hosts"],
         "source": {"url": source.get("url", ""), "ref": source.get("ref", ""),
