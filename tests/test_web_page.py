@@ -343,9 +343,10 @@ def test_the_policy_allows_no_other_origin_and_only_the_pages_own_inline_code(si
 
 # --- the event stream ----------------------------------------------------------------------------------------
 
-def read_events(response: httpx.Response, on_event: Any = None) -> tuple[list[dict[str, Any]], str]:
-    """The events of a stream until it ends, each as its fields (a block without data is no event, as in
-    EventSource); and the stream's text."""
+def read_events(response: httpx.Response, on_event: Any = None, *,
+                first_only: bool = False) -> tuple[list[dict[str, Any]], str]:
+    """The events of a stream until it ends (or its first one), each as its fields (a block without data is no
+    event, as in EventSource); and the stream's text."""
     events, fields, text = [], {}, []
     for line in response.iter_lines():
         text.append(line)
@@ -354,6 +355,8 @@ def read_events(response: httpx.Response, on_event: Any = None) -> tuple[list[di
                 events.append(fields)
                 if on_event:
                     on_event(fields)
+                if first_only:
+                    break
             fields = {}
             continue
         name, _, value = line.partition(":")
@@ -361,12 +364,20 @@ def read_events(response: httpx.Response, on_event: Any = None) -> tuple[list[di
     return events, "\n".join(text)
 
 
+def page_version(served: Served) -> str:
+    """The activity version the page was rendered at, as its script hands it to /events."""
+    mains = Parsed(served.get("/").text).named("main")
+    assert len(mains) == 1 and mains[0]["data-version"]
+    return str(mains[0]["data-version"])
+
+
 def test_events_are_framed_sent_on_change_and_the_stream_ends_before_the_body_timeout(short: Served) -> None:
     activity = short.daemon.activity
+    epoch = page_version(short).split(".")[0]
     started = time.monotonic()
 
     def on_event(event: dict[str, str]) -> None:
-        if json.loads(event["data"])["phase"] == "idle" and event["id"] == "0":
+        if json.loads(event["data"])["phase"] == "idle" and event["id"] == f"{epoch}.0":
             activity.apply_started(DESIRED_REV, hostile_plan())  # a pass starts while the page listens
         elif json.loads(event["data"])["phase"] == "applying":
             activity.pass_finished(PassResult("failed", DESIRED_REV))
@@ -378,7 +389,7 @@ def test_events_are_framed_sent_on_change_and_the_stream_ends_before_the_body_ti
     took = time.monotonic() - started
     assert text.startswith("retry: 1000\n")
     assert [e["event"] for e in events] == ["activity"] * 3
-    assert [e["id"] for e in events] == ["0", "1", "2"]
+    assert [e["id"] for e in events] == [f"{epoch}.0", f"{epoch}.1", f"{epoch}.2"]
     assert [(json.loads(e["data"])["phase"], json.loads(e["data"])["outcome"]) for e in events] == [
         ("idle", ""), ("applying", ""), ("idle", "failed")]
     # it ended by itself (no cut: httpx read the chunked end), at 2/3 of the 3 s body timeout
@@ -386,14 +397,20 @@ def test_events_are_framed_sent_on_change_and_the_stream_ends_before_the_body_ti
 
 
 def test_a_stream_that_knows_the_version_sends_only_changes(short: Served) -> None:
-    version = short.daemon.activity.now().version
+    short.daemon.activity.pass_finished(PassResult("converged", DESIRED_REV))
+    version = page_version(short)
+    epoch, number = version.split(".")
+    assert number == "1"
     with httpx.stream("GET", short.url + f"/events?version={version}", timeout=10) as response:
         events, text = read_events(response)
     assert events == [] and text.startswith("retry: 1000")
-    with httpx.stream("GET", short.url + f"/events?version={version}", headers={"Last-Event-ID": str(version + 5)},
-                      timeout=10) as response:  # a reconnect: the id it last saw wins, and it is out of date
-        events, _ = read_events(response)
-    assert [e["id"] for e in events] == [str(version)]
+    # a reconnect sends the id it last saw, which wins over the page's; each of these is out of date
+    for last in (f"{epoch}.0", "1", f"{'0' * len(epoch)}.1", "x", f"{epoch}.-1"):
+        with httpx.stream("GET", short.url + f"/events?version={version}", headers={"Last-Event-ID": last},
+                          timeout=10) as response:
+            started = time.monotonic()
+            events, _ = read_events(response, first_only=True)
+            assert [e["id"] for e in events] == [version] and time.monotonic() - started < 1.0, last
 
 
 def test_a_stream_ends_when_the_daemon_stops(short: Served) -> None:

@@ -14,7 +14,8 @@ anywhere else: its CSS and script are inline, allowed by a per-answer nonce in i
 Live updates: /events waits on the daemon's Activity (in a worker thread, a slice at a time) and sends an
 event with the activity's version whenever it moves; the page then fetches /fragment. Each stream ends by
 itself well before the server's body timeout (which would cut it) with `retry:` set, so the browser's
-EventSource reconnects, and with the version it last saw, which the next stream compares at once. Without
+EventSource reconnects, and with the version it last saw, which the next stream compares at once (a version
+carries a mark of the process that counted it, so one seen before the daemon restarted never matches). Without
 JavaScript, a <noscript> refresh reloads the page instead.
 """
 
@@ -188,7 +189,7 @@ def page_model(status: dict[str, Any], pending: Plan | None, history: Iterable[d
     return {
         "project": status["project"],
         "revision": short_revision(status["revision"]),
-        "version": now.version,
+        "version": now.version,  # the routes show it tagged with their epoch (tagged_version)
         "activity": {"phase": now.phase, "revision": short_revision(now.revision), "since": when(now.since),
                      "outcome": now.outcome, "plan": plan_view(applied)},
         "last_pass": pass_view(last) if last else None,
@@ -227,11 +228,21 @@ def security_headers(nonce: str = "") -> dict[str, str]:
             "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
 
-def known_version(request: Request) -> int | None:
-    """The activity version the client last saw: the id of its last event (on a reconnect), else the page's."""
+def tagged_version(epoch: str, version: int) -> str:
+    """An activity version as the page and the events carry it: EPOCH.VERSION, EPOCH drawn once per app (so,
+    per daemon process: its Activity counts from 0 again after a restart)."""
+    return f"{epoch}.{version}"
+
+
+def known_version(request: Request, epoch: str) -> int | None:
+    """The activity version the client last saw: the id of its last event (on a reconnect), else the page's;
+    None when it has none, or one this process did not count."""
     for value in (request.headers.get("last-event-id"), request.query_params.get("version")):
-        if value and value.isascii() and value.isdigit() and len(value) < 20:
-            return int(value)
+        mark, dot, number = (value or "").partition(".")
+        if dot and mark == epoch and number.isascii() and number.isdigit() and len(number) < 20:
+            return int(number)
+        if value:
+            return None
     return None
 
 
@@ -243,21 +254,23 @@ def stream_seconds(request: Request) -> float:
     return EVENTS_SECONDS
 
 
-def event_frame(snapshot: Snapshot) -> str:
+def event_frame(snapshot: Snapshot, epoch: str) -> str:
     data = json.dumps({"version": snapshot.version, "phase": snapshot.phase, "revision": snapshot.revision,
                        "outcome": snapshot.outcome})  # ASCII, one line: a value cannot end the frame
-    return f"id: {snapshot.version}\nevent: activity\ndata: {data}\n\n"
+    return f"id: {tagged_version(epoch, snapshot.version)}\nevent: activity\ndata: {data}\n\n"
 
 
 def page_routes(daemon: PageView, *, authorized: Callable[[Request], bool]) -> list[Route]:
     """GET /, /fragment and /events, each answered only when ``authorized(request)``."""
     env = templates()
+    epoch = secrets.token_hex(4)
     limiter: list[anyio.CapacityLimiter] = []  # made in the event loop, at the first stream
 
     def model() -> dict[str, Any]:
         now = daemon.activity.now()  # first: a change after it makes the version the page carries old, never new
         status, pending = daemon.status_and_pending()
-        return page_model(status, pending, daemon.history(HISTORY_SHOWN), now)
+        return {**page_model(status, pending, daemon.history(HISTORY_SHOWN), now),
+                "version": tagged_version(epoch, now.version)}
 
     def render(name: str, nonce: str) -> str:
         return env.get_template(name).render(**model(), nonce=nonce, refresh=REFRESH_SECONDS,
@@ -286,7 +299,7 @@ def page_routes(daemon: PageView, *, authorized: Callable[[Request], bool]) -> l
             return refused()
         if not limiter:
             limiter.append(anyio.CapacityLimiter(EVENTS_THREADS))
-        seen, lasts = known_version(request), stream_seconds(request)
+        seen, lasts = known_version(request, epoch), stream_seconds(request)
 
         async def stream() -> AsyncIterator[str]:
             yield f"retry: {RETRY_MS}\n\n"
@@ -296,7 +309,7 @@ def page_routes(daemon: PageView, *, authorized: Callable[[Request], bool]) -> l
             while True:
                 if snapshot.version != version:
                     version = snapshot.version
-                    yield event_frame(snapshot)
+                    yield event_frame(snapshot, epoch)
                 left = deadline - time.monotonic()
                 if left <= 0 or not daemon.alive():
                     return  # the browser reconnects after RETRY_MS, with the last id it saw
