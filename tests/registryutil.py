@@ -214,10 +214,22 @@ class TestRegistry:
             with contextlib.suppress(Exception):  # already gone is fine
                 self.docker.images.remove(ref, noprune=True)
         self._kept_tags.clear()
+        self.forget_pulled()
         self._terminate()
         if self._installed_ca is not None:
             shutil.rmtree(self._installed_ca, ignore_errors=True)
             self._installed_ca = None
+
+    def forget_pulled(self) -> None:
+        """Remove every name the engine gave images pulled from this registry (tags, and the repo@sha256 names
+        a pull by digest leaves), so that no test finds them among an image's tags; the layers stay."""
+        if not self.address:
+            return
+        for image in self.docker.images.list():
+            for ref in [*image.tags, *(image.attrs.get("RepoDigests") or [])]:
+                if ref.startswith(f"{self.address}/"):
+                    with contextlib.suppress(Exception):  # already gone is fine
+                        self.docker.images.remove(ref, noprune=True)
 
     def log_tail(self, size: int = 4000) -> str:
         try:
