@@ -354,11 +354,11 @@ class EventWatch:
 
 
 def exposure_warning(host: str, *, token: bool) -> str | None:
-    """What to warn about when /status and /metrics are open to more than this machine."""
+    """What to warn about when the web page, /status and /metrics are open to more than this machine."""
     if token or _is_loopback(host):
         return None
-    return (f"listening on {host} without a status token: anyone who reaches the port can read /status and "
-            "/metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
+    return (f"listening on {host} without a status token: anyone who reaches the port can read the web page, "
+            "/status and /metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
 
 
 def _is_loopback(host: str) -> bool:
