@@ -350,6 +350,6 @@ def test_no_token_on_a_non_loopback_address_warns(host: str, token: bool, warns:
     warning = exposure_warning(host, token=token)
     if warns:
         assert warning == (f"listening on {host} without a status token: anyone who reaches the port can read "
-                           "/status and /metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
+                           "the web page, /status and /metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
     else:
         assert warning is None
