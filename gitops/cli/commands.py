@@ -698,7 +698,8 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
 @click.option("--local", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Reconcile this working folder on every file change, instead of a git repository.")
 @click.option("--interval", default="60s", show_default=True, help="Poll interval (a duration; +-10% jitter).")
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT for webhooks, the web page, status, metrics.")
+@click.option("--listen", default="127.0.0.1:8080", show_default=True,
+              help="HOST:PORT for webhooks, the web page, status, metrics.")
 @click.option("--webhook-secret-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="File holding the webhook secret (or set GITOPS_WEBHOOK_SECRET).")
 @click.option("--no-webhooks", is_flag=True, help="Serve status and metrics only, without a webhook secret.")
