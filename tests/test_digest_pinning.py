@@ -213,3 +213,15 @@ def test_a_running_digest_stands_in_only_for_the_same_tag(repo) -> None:
     down = Registry({"local/app:2": GitopsError("registry local: could not be reached", temporary=True)})
     with pytest.raises(DigestUnavailable):  # app:1's digest cannot stand in for app:2
         pin_and_observe(moved, down, lambda d: observe_all(d, {"local": host}))  # type: ignore[dict-item]
+
+
+def test_a_pinned_state_planned_against_itself_has_no_changes(repo) -> None:
+    """plan --base compares two desired states with no host: the imagined containers run the pinned digest."""
+    from gitops.core.observed import converged
+    from gitops.core.planner import plan
+
+    desired = load_repo(repo({"app.yaml": service("app", "resolve: digest\nreplicas: 2", image="local/app:1")}),
+                        key=ephemeral_key()).desired
+    assert desired is not None
+    pinned, _, _ = pin_and_observe(desired, Registry({"local/app:1": A}), lambda d: ObservedState())
+    assert plan(pinned, converged(pinned)).changes == ()

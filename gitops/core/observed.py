@@ -48,7 +48,7 @@ def converged(desired: DesiredState, *,
             container = ObservedContainer(
                 host=inst.host, id=f"id-{name}", name=name, service=svc.name, slot=inst.slot,
                 spec_hash=svc.spec_hash, revision=desired.revision, state="running",
-                health="healthy" if svc.healthcheck else "none", image=svc.image,
+                health="healthy" if svc.healthcheck else "none", image=svc.run_image,
                 spec_json=canonical_json(svc.container_config()),
                 depends_on=tuple(sorted({d.service for d in svc.depends_on})), networks=networks, volumes=volumes,
                 network_hashes=network_hashes_label(svc, net_hashes), key_id=svc.secret_key_id)
