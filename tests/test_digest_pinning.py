@@ -224,4 +224,4 @@ def test_a_pinned_state_planned_against_itself_has_no_changes(repo) -> None:
                         key=ephemeral_key()).desired
     assert desired is not None
     pinned, _, _ = pin_and_observe(desired, Registry({"local/app:1": A}), lambda d: ObservedState())
-    assert plan(pinned, converged(pinned)).changes == ()
+    assert not plan(pinned, converged(pinned)).has_changes
