@@ -37,16 +37,27 @@ class SecretKeyError(GitopsError):
 AGE_KEY_FILE_ENV = "SOPS_AGE_KEY_FILE"  # the age key file, as sops names it; set by --age-key-file
 
 
+AGE_KEY_ENV = "SOPS_AGE_KEY"  # the identities themselves, as sops reads them (a CI secret, say)
+
+
 def age_identities() -> tuple[Any, ...]:
-    """The age identities of the key file SOPS_AGE_KEY_FILE names (none when unset). Read from the machine the
-    reconciler runs on, never from the repository."""
+    """The age identities of the key file SOPS_AGE_KEY_FILE names, and of SOPS_AGE_KEY (the key file's text
+    itself, as sops reads it); none when neither is set. Read from the machine the reconciler runs on, never
+    from the repository."""
     path = os.environ.get(AGE_KEY_FILE_ENV, "")
+    inline = os.environ.get(AGE_KEY_ENV, "")
+    found: tuple[Any, ...] = _identities(inline, AGE_KEY_ENV) if inline.strip() else ()
     if not path:
-        return ()
+        return found
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretKeyError(f"{path}: cannot read the age key file: {getattr(exc, 'strerror', None) or exc}") from exc
+        raise SecretKeyError(f"{path}: cannot read the age key file ({AGE_KEY_FILE_ENV} or --age-key-file): "
+                             f"{getattr(exc, 'strerror', None) or exc}") from exc
+    return found + _identities(text, path)
+
+
+def _identities(text: str, path: str) -> tuple[Any, ...]:
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

@@ -167,7 +167,7 @@ def test_an_encrypted_file_without_the_key_is_an_error_naming_it(tmp_path: Path,
     assert done.returncode == 1 and CANARY not in done.stdout + done.stderr
     assert done.stderr.splitlines()[0] == (
         f"{root}/web.yaml:7:12: spec.envFile: 'app.env' cannot be decrypted: encrypted with SOPS for age recipients, "
-        "and there is no age identity to decrypt it: give gitops the key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+        "and there is no age identity to decrypt it: give gitops the key file (gitops --age-key-file FILE COMMAND ..., or SOPS_AGE_KEY_FILE)")
 
 
 def test_gitops_secrets_encrypt_writes_what_the_decrypter_reads(tmp_path: Path, key_file) -> None:
@@ -463,3 +463,40 @@ def test_gitops_secrets_encrypt_keeps_comments_wherever_they_stand(tmp_path: Pat
     assert _read(ours.encode(), age_identities()) == {
         "db": {"password": CANARY, "hosts": ["a", "b"]}, "notes_unencrypted": {"text": "hello"},
         "script": "# not a comment\nrun\n"}
+
+
+@pytest.mark.parametrize("damage", ["merge conflict", "cut"])
+def test_a_damaged_sops_file_is_an_error_never_its_ciphertext_as_a_value(tmp_path: Path, key_file,
+                                                                          damage: str) -> None:
+    """A merge conflict or a cut file still has SOPS' marks but is no longer YAML/JSON: the revision is invalid."""
+    _, recipient = key_file
+    sealed = sops_binary(CANARY, recipient)
+    other = sops_binary(CANARY + "-other", recipient)
+    text = (f"<<<<<<< HEAD\n{sealed}=======\n{other}>>>>>>> branch\n" if damage == "merge conflict"
+            else sealed[: len(sealed) * 2 // 3])
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "pw.sops": text,
+                                          "web.yaml": service("web", "env: {PASSWORD: {secretFile: pw.sops}}")})
+    loaded = load_repo(root, key=with_age(ephemeral_key()))
+    assert loaded.desired is None
+    (error,) = [str(e) for e in loaded.errors]
+    assert error.endswith("spec.env.PASSWORD.secretFile: 'pw.sops' holds SOPS-encrypted values but is not a SOPS "
+                          "file gitops can read (a merge conflict or a cut file?): check it with `gitops secrets "
+                          "check`, and encrypt it again from its source")
+
+
+def test_sops_age_key_holds_the_identities_as_sops_reads_them(tmp_path: Path, monkeypatch) -> None:
+    identity, recipient = new_identity()
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    monkeypatch.setenv("SOPS_AGE_KEY", f"# from a CI secret\n{identity}\n")
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "pw.sops": sops_binary(CANARY, recipient),
+                                          "web.yaml": service("web", "env: {PASSWORD: {secretFile: pw.sops}}")})
+    web = load_repo(root, key=with_age(ephemeral_key())).desired.service("web")  # type: ignore[union-attr]
+    assert [(e.name, e.value, e.secret) for e in web.env] == [("PASSWORD", CANARY, True)]
+
+
+def test_a_missing_key_file_names_where_it_was_given(tmp_path: Path) -> None:
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "web.yaml": service("web")})
+    env = {**os.environ, "SOPS_AGE_KEY_FILE": str(tmp_path / "nowhere.txt")}
+    done = run_gitops("validate", str(root), env=env, tmp=tmp_path)
+    assert done.returncode == 1
+    assert f"{tmp_path / 'nowhere.txt'}: cannot read the age key file (SOPS_AGE_KEY_FILE or --age-key-file)" in done.stderr

@@ -53,9 +53,10 @@ class CliError(click.ClickException):
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--log-format", default="auto", show_default=True, type=click.Choice(["auto", "console", "json"]),
               help="auto: readable on a terminal, JSON lines otherwise.")
-@click.option("--age-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--age-key-file", type=click.Path(dir_okay=False, path_type=Path),
               envvar="SOPS_AGE_KEY_FILE", help="age identities that decrypt SOPS and age files of the repository "
-              "(default: $SOPS_AGE_KEY_FILE). Kept on this machine, never in the repository.")
+              "(default: $SOPS_AGE_KEY_FILE; $SOPS_AGE_KEY may hold the identities themselves). Kept on this "
+              "machine, never in the repository. Give it before the command: gitops --age-key-file F daemon ...")
 @click.version_option(package_name="gitops")
 def main(log_level: str, log_format: str, age_key_file: Path | None) -> None:
     """Declarative GitOps reconciler for Docker hosts."""

@@ -69,9 +69,14 @@ def _decrypted(data: bytes, relative: str, limits: Limits, identities: Sequence[
     except UnicodeDecodeError:
         pass  # binary: an age file, or not encrypted after all
     try:
-        return decrypt(data, identities, document=document)
+        plain = decrypt(data, identities, document=document)
     except SopsError as exc:
         raise RepoPathError(f"{relative!r} cannot be decrypted: {exc}") from exc
+    if plain is None:  # it has SOPS' marks, but not a form sops writes: never deploy the ciphertext as a value
+        raise RepoPathError(f"{relative!r} holds SOPS-encrypted values but is not a SOPS file gitops can read (a "
+                            "merge conflict or a cut file?): check it with `gitops secrets check`, and encrypt it "
+                            "again from its source")
+    return plain
 
 
 def read_documents(root: Path, *, limits: Limits = DEFAULT_LIMITS, identities: Sequence[Any] = ()

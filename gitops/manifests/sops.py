@@ -61,8 +61,9 @@ class DecryptedBytes(bytes):
 
 def is_encrypted(data: bytes) -> bool:
     head = data.lstrip()[:64]
+    # Any SOPS value counts, metadata or not: a file cut before its metadata must be refused, not used as text
     return (data.startswith(_AGE_BINARY) or head.startswith(_AGE_ARMOR) or b"sops_mac=ENC[" in data
-            or (b"sops" in data and b"mac" in data and b"ENC[AES256_GCM" in data))
+            or b"ENC[AES256_GCM," in data)
 
 
 def decrypt(data: bytes, identities: Sequence[Any], *, document: Any = None) -> bytes | None:
@@ -80,7 +81,7 @@ def decrypt(data: bytes, identities: Sequence[Any], *, document: Any = None) -> 
 def _age(data: bytes, identities: Sequence[Any], what: str) -> bytes:
     if not identities:
         raise SopsError(f"{what} is encrypted with age and there is no age identity to decrypt it: give gitops the "
-                        "key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+                        "key file (gitops --age-key-file FILE COMMAND ..., or SOPS_AGE_KEY_FILE)")
     try:
         return bytes(pyrage.decrypt(data, list(identities)))
     except pyrage.DecryptError as exc:
@@ -96,7 +97,7 @@ def _data_key(metadata: dict[str, Any], identities: Sequence[Any]) -> bytes:
                         "recipients only; add an age recipient (sops updatekeys)")
     if not identities:
         raise SopsError("encrypted with SOPS for age recipients, and there is no age identity to decrypt it: give "
-                        "gitops the key file (--age-key-file, or SOPS_AGE_KEY_FILE)")
+                        "gitops the key file (gitops --age-key-file FILE COMMAND ..., or SOPS_AGE_KEY_FILE)")
     for entry in entries:
         enc = entry.get("enc") if isinstance(entry, dict) else None
         if not isinstance(enc, str):
