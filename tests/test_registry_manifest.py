@@ -91,3 +91,13 @@ def test_a_password_encrypted_to_another_key_names_the_file_and_not_the_value(re
     assert error.startswith("registry.yaml:7:26: spec.password.secretFile: 'secrets/registry.sops' cannot be decrypted: "
                             "no age identity given matches a recipient of the file")
     assert CANARY not in error
+
+
+@pytest.mark.parametrize("password", [f"'{CANARY}'", f"{{secretFile: x, value: '{CANARY}'}}", f"[{CANARY}]"])
+def test_a_password_written_in_the_manifest_is_refused_without_echoing_it(repo, password: str) -> None:
+    text = _registry().replace("password: {secretFile: secrets/registry.sops}", f"password: {password}")
+    loaded = load_repo(repo({"registry.yaml": text}), key=ephemeral_key())
+    assert loaded.desired is None
+    assert [str(e) for e in loaded.errors] == [
+        "registry.yaml:7:13: spec.password: must be {secretFile: FILE}, a SOPS or age encrypted file; what is "
+        "written here is not shown"]

@@ -213,6 +213,11 @@ def validate_document(doc: Document) -> list[ManifestError]:
         return [doc.error(("kind",), text + (f"; did you mean '{hint[0]}'?" if hint else ""))]
     out: list[ManifestError] = []
     for error in validator_for(kind).iter_errors(data):
+        if kind == "Registry" and tuple(error.absolute_path)[:2] == ("spec", "password"):
+            # a password typed in plain text must not travel on in errors (status, history, PR comments)
+            out.append(doc.error(("spec", "password"), "spec.password: must be {secretFile: FILE}, a SOPS or age "
+                                 "encrypted file; what is written here is not shown"))
+            continue
         out.extend(_errors_for(doc, error))
     return sorted(set(out))
 
