@@ -201,3 +201,26 @@ def test_status_text_escapes_a_hostile_service_reason(tmp_path: Path, repo) -> N
     assert "reason: web: failed: boom\\n::error::owned\\x1b[31mred" in shown.stdout, shown.stdout + shown.stderr
     assert "health check output: boom\\n::error::owned" in shown.stdout
     assert_escaped(shown.stdout + shown.stderr)
+
+
+def test_a_service_keeps_its_last_outcome_and_why_while_later_passes_skip_its_failed_commit(tmp_path: Path,
+                                                                                          repo) -> None:
+    """Passes that skip a backed-off commit name no service: status and the page still say why it failed."""
+    from gitops.core.model import ObservedState, ephemeral_key
+    from gitops.daemon.status import status_document
+    from gitops.manifests.load import load_repo
+
+    desired = load_repo(repo({"web.yaml": service("web")}), revision="b" * 40, key=ephemeral_key()).desired
+    assert desired is not None
+    store = StateStore(tmp_path / "state")
+    store.finish_pass(store.begin_pass("poll"), revision="b" * 40, outcome="failed", services={"web": "rolled_back"},
+                      error="web: rolled_back: health check failed",
+                      details={"web": {"message": "web[0] on local: health check failed", "health_output": "exit 1",
+                                       "logs": "db refused"}})
+    for _ in range(3):
+        store.finish_pass(store.begin_pass("poll"), revision="b" * 40, outcome="skipped",
+                          error="revision bbbbbbbbbbbb failed before; not applied again until ...")
+    (web,) = status_document(store, desired, ObservedState())["services"]
+    assert (web["last_outcome"], web["reason"], web["health_output"], web["logs"]) == (
+        "rolled_back", "web[0] on local: health check failed", "exit 1", "db refused")
+    assert web["last_outcome_revision"] == "b" * 40

@@ -927,11 +927,15 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         for error in outcome.errors:
             click.echo(shown(error, outcome.root) if not repo_url else terminal_line(str(error)), err=True)
         desired = _last_loadable(state, head, fetch_commit, key)
+    notes: tuple[str, ...] = ()
     if desired is not None:
         desired = with_pins(desired, state.pins(), spec_at, state.pin_digests())  # as a pass enforces it
         with open_hosts(desired) as hosts:
-            desired, observed, _ = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir))
+            # a registry that does not answer must not hide the status: the services are shown by their tag
+            desired, observed, notes = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir),
+                                                        unresolved_ok=True)
     doc = status_document(state, desired, observed if desired is not None else None)
+    doc["warnings"] = list(dict.fromkeys([*notes, *doc["warnings"]]))
     if fmt == "json":
         click.echo(ci_safe_json(json.dumps(doc, indent=2, sort_keys=True)))
     else:

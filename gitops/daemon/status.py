@@ -26,9 +26,24 @@ STATUS_FORMAT = 1
 def status_document(store: StateStore, desired: DesiredState | None,
                     observed: ObservedState | None) -> dict[str, Any]:
     """The status document from ``desired`` (with pins applied), ``observed`` and the state store's records."""
-    passes = store.passes(limit=1)
-    return build_status(desired, observed, source=store.source(), last_pass=passes[0] if passes else None,
-                        pins=store.pins(), last_good=store.last_good(), pending=pending_plan(desired, observed))
+    recent = store.passes(limit=SERVICE_OUTCOME_PASSES)
+    return build_status(desired, observed, source=store.source(), last_pass=recent[0] if recent else None,
+                        pins=store.pins(), last_good=store.last_good(), pending=pending_plan(desired, observed),
+                        service_passes=last_pass_per_service(recent))
+
+
+# How far back a service's last outcome is looked for: passes that skip a failed commit (backed off) name no
+# service, and must not make the page forget why it failed.
+SERVICE_OUTCOME_PASSES = 500
+
+
+def last_pass_per_service(records: list[PassRecord]) -> dict[str, PassRecord]:
+    """Per service, the newest pass that did something to it (records newest first)."""
+    out: dict[str, PassRecord] = {}
+    for record in records:
+        for name in record.services:
+            out.setdefault(name, record)
+    return out
 
 
 def pending_plan(desired: DesiredState | None, observed: ObservedState | None) -> Plan | None:
@@ -43,17 +58,20 @@ def pending_plan(desired: DesiredState | None, observed: ObservedState | None) -
 
 def build_status(desired: DesiredState | None, observed: ObservedState | None, *, source: dict[str, Any],
                  last_pass: PassRecord | None, pins: dict[str, tuple[str, str]],
-                 last_good: dict[str, tuple[str, str, float]], pending: Plan | None) -> dict[str, Any]:
-    """Pure: the document from model objects and state records."""
+                 last_good: dict[str, tuple[str, str, float]], pending: Plan | None,
+                 service_passes: dict[str, PassRecord] | None = None) -> dict[str, Any]:
+    """Pure: the document from model objects and state records. ``service_passes``: per service the newest pass
+    that acted on it (its last outcome and why); without it, the last pass."""
     services = []
     containers = [c for h in (observed.hosts if observed else ()) for c in h.containers]
     for svc in (desired.services if desired else ()):
         mine = [c for c in containers if c.service == svc.name]
         good = last_good.get(svc.name)
-        outcome = (last_pass.services.get(svc.name) if last_pass else None) or ("converged" if good and
-                                                                               good[1] == svc.spec_hash else "")
-        failed = bool(last_pass) and outcome not in ("", "converged")
-        found = (last_pass.details.get(svc.name) if last_pass and failed else None) or {}
+        record = (service_passes or {}).get(svc.name, last_pass)
+        outcome = (record.services.get(svc.name) if record else None) or ("converged" if good and
+                                                                         good[1] == svc.spec_hash else "")
+        failed = bool(record) and outcome not in ("", "converged")
+        found = (record.details.get(svc.name) if record and failed else None) or {}
         services.append({
             "name": svc.name,
             "desired_revision": desired.revision if desired else "",
@@ -69,7 +87,9 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
                          "restarting": sum(1 for c in mine if c.state == "restarting"),
                          "stopped": sum(1 for c in mine if not c.running)},
             "last_outcome": outcome,
-            "reason": (found.get("message") or (last_pass.error if last_pass else "")) if failed else "",
+            "reason": (found.get("message") or (record.error if record else "")) if failed else "",
+            "last_outcome_revision": record.revision if record and outcome and record.services.get(svc.name)
+            else "",
             "health_output": found.get("health_output", ""),
             "logs": found.get("logs", ""),
             "last_good_revision": good[0] if good else "",
