@@ -26,6 +26,7 @@ import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from gitops.core.model import (
@@ -50,7 +51,7 @@ from gitops.core.model import (
     volume_docker_name,
 )
 from gitops.core.observed import converged, empty, unreachable, with_containers
-from gitops.core.ports import Created, Host, LeaseState
+from gitops.core.ports import Checkout, Created, Host, LeaseState
 from gitops.errors import HostUnreachable, NameConflict, NotFound
 
 __all__ = ["FakeHost", "converged", "empty", "host_with", "unreachable", "with_containers"]
@@ -337,3 +338,25 @@ def host_with(desired: DesiredState, name: str = "local") -> FakeHost:
             host.images.add(svc.run_image)
     host.calls.clear()
     return host
+
+
+class Commits:
+    """A Source with history for tests: each commit is a folder of manifests; HEAD is the newest added."""
+
+    display_url = "test"
+    ref = "main"
+
+    def __init__(self) -> None:
+        self.commits: dict[str, Path] = {}
+        self.head = ""
+
+    def add(self, revision: str, root: Path) -> None:
+        self.commits[revision] = root
+        self.head = revision
+
+    def fetch(self) -> Checkout:
+        return self.fetch_commit(self.head)
+
+    def fetch_commit(self, commit_or_ref: str) -> Checkout:
+        root = self.commits[commit_or_ref]
+        return Checkout(commit_or_ref, root, root)

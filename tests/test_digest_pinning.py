@@ -12,14 +12,13 @@ import pytest
 
 from gitops.core.model import ObservedState, ephemeral_key
 from gitops.core.plan import FieldChange
-from gitops.core.ports import Checkout
 from gitops.engine.images import DigestUnavailable, pin_and_observe
 from gitops.engine.observe import observe_all
 from gitops.engine.reconciler import Reconciler
 from gitops.errors import GitopsError
 from gitops.manifests.load import load_repo
 from gitops.state import StateStore
-from gitops.testing import FakeHost
+from gitops.testing import Commits, FakeHost
 from tests.conftest import service
 
 A = "sha256:" + "a" * 64
@@ -43,28 +42,6 @@ class Registry:
         if found is None:
             raise GitopsError(f"registry: {image}: no such tag")
         return found
-
-
-class Commits:
-    """A Source with history: each commit is a folder; HEAD is the newest."""
-
-    display_url = "test"
-    ref = "main"
-
-    def __init__(self) -> None:
-        self.commits: dict[str, Path] = {}
-        self.head = ""
-
-    def add(self, revision: str, root: Path) -> None:
-        self.commits[revision] = root
-        self.head = revision
-
-    def fetch(self) -> Checkout:
-        return self.fetch_commit(self.head)
-
-    def fetch_commit(self, commit_or_ref: str) -> Checkout:
-        root = self.commits[commit_or_ref]
-        return Checkout(commit_or_ref, root, root)
 
 
 @pytest.fixture

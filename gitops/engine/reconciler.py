@@ -195,6 +195,8 @@ class Reconciler:
 
         skipped = self._skip_failed(revision, force=force)
         if skipped is not None:
+            if self.last_desired is None:  # just started: status and the page still need what the hosts run
+                self._look_only(checkout)
             return skipped
 
         try:
@@ -276,6 +278,29 @@ class Reconciler:
             self._safe(lambda: self.state.mark_failed(revision, problems[0] if problems else "apply failed"))
         return PassResult("failed", revision, "; ".join(problems) or "apply failed", plan=the_plan, apply=applied,
                           services=services, errors=problems, drifted=drifted, crash_looping=looping)
+
+    def _look_only(self, checkout: Checkout) -> None:
+        """Learn the desired state and what the hosts run without changing anything: HEAD's manifests, or, when
+        they do not load, those of the newest revision that converged. For a daemon that starts while its HEAD
+        is a commit that failed (and is backed off), so that status and the page are not empty meanwhile."""
+        revisions = [checkout.commit] + [r.revision for r in self.state.passes(limit=50)
+                                         if r.outcome == "converged" and r.revision != checkout.commit]
+        for revision in dict.fromkeys(revisions):
+            try:
+                at = checkout if revision == checkout.commit else self.source.fetch_commit(revision)
+                loaded = load_repo(at.path, revision=at.commit, key=self.key)
+                if loaded.desired is None:
+                    continue
+                desired = with_pins(loaded.desired, self.state.pins(), self.spec_at, self.state.pin_digests())
+                with self.connect(desired) as hosts:
+                    desired, observed, _ = pin_and_observe(desired, self.resolver_for(desired),
+                                                           lambda d: observe_with_store(d, hosts, self.state),
+                                                           unresolved_ok=True)
+            except Exception as exc:  # noqa: BLE001 - only for display: the skipped pass stands as it is
+                self.log.warning("status.look_failed", revision=revision[:12], error=str(exc))
+                return
+            self.last_desired, self.last_observed = desired, observed
+            return
 
     def _converged_before(self, desired: DesiredState) -> set[str]:
         """Services whose spec now is one they ran healthy with before (their last good spec)."""
