@@ -172,3 +172,26 @@ def test_a_local_folder_is_dirty_only_when_its_manifests_changed(tmp_path: Path)
     (folder / "notes.md").write_text("changed\n")  # a tracked file changed
     assert revision_of(folder) == f"{sha}-dirty"
     assert revision_of(tmp_path) == ""  # not in git
+
+
+def test_a_relative_state_dir_works_with_a_repository(tmp_path: Path) -> None:
+    """git runs in the cache's folders: a relative --state-dir must not become relative to them."""
+    from tests.conftest import PROJECT, service
+    from tests.gitutil import Remote
+    from tests.hostile import run_gitops
+
+    remote = Remote(tmp_path / "git")
+    remote.commit({"project.yaml": PROJECT, "web.yaml": service("web")})
+    done = run_gitops("plan", "--repo", str(remote.bare), "--state-dir", "rel-state", "--observed",
+                      str(_empty_snapshot(tmp_path)), cwd=tmp_path, tmp=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rel-state" / "git").is_dir()
+
+
+def _empty_snapshot(tmp_path: Path) -> Path:
+    import json
+
+    path = tmp_path / "empty.json"
+    path.write_text(json.dumps({"hosts": [{"host": "local", "reachable": True, "containers": [], "networks": [],
+                                           "volumes": []}]}))
+    return path

@@ -221,7 +221,7 @@ def source_options(fn: Any) -> Any:
 def _state_dir(state_dir: Path | None) -> Path:
     from gitops.state import default_state_dir
 
-    return state_dir or default_state_dir()
+    return (state_dir or default_state_dir()).absolute()  # git runs in other folders: a relative path breaks
 
 
 @main.group()
