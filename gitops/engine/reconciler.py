@@ -15,6 +15,7 @@ pin. So the loop never silently undoes a rollback, and never holds a service bac
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,10 +55,31 @@ class LocalSource:
     def fetch(self) -> Checkout:
         if not self.path.is_dir():
             raise SourceError(f"{self.path} is not a folder")
-        return Checkout(revision_of(self.path) or "local", self.path, self.path)
+        revision = revision_of(self.path) or "local"
+        if revision == "local" or revision.endswith("-dirty"):
+            # Edits make no commit here: without a mark of the files, a fix to a failed rollout would be held
+            # back as "the same revision, failed before" until the backoff ends.
+            revision += "+" + folder_mark(self.path)
+        return Checkout(revision, self.path, self.path)
 
     def fetch_commit(self, commit_or_ref: str) -> Checkout:
         raise SourceError("a local folder has no history to roll back to; use --repo", temporary=False)
+
+
+def folder_mark(root: Path, *, limit: int = 20000) -> str:
+    """12 hex digits that change when a file below ``root`` (hidden folders left out) is added, removed or
+    written: a hash of each file's path, size and modification time."""
+    digest = hashlib.sha256()
+    for count, path in enumerate(sorted(p for p in root.rglob("*") if not any(
+            part.startswith(".") for part in p.relative_to(root).parts))):
+        if count >= limit:
+            break
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        digest.update(f"{path.relative_to(root)}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:12]
 
 
 @dataclass
