@@ -72,6 +72,9 @@ wait_for() {
     sleep 0.1
   done
 }
+# has TEXT COMMAND...: COMMAND's output contains TEXT (no `| grep -q`: with pipefail, grep leaving early
+# makes the writer die of SIGPIPE and the pipeline fail although the text was there)
+has() { local text=$1 out; shift; out=$("$@" 2>/dev/null) || return 1; [[ $out == *"$text"* ]]; }
 state_get() { [ -f "$state" ] && sed -n "s/^$1=//p" "$state" | tail -n 1; return 0; }
 state_set() { mkdir -p "$data"; { grep -v "^$1=" "$state" 2>/dev/null || true; echo "$1=$2"; } >"$state.tmp"; mv "$state.tmp" "$state"; }
 
@@ -110,14 +113,14 @@ make_network() {
     ip -n "$ns" link del "$veth_ns" 2>/dev/null || true
     ip link add "$veth_host" type veth peer name "$veth_ns" netns "$ns"
   fi
-  ip addr show dev "$veth_host" | grep -q "inet $manager_addr/" || ip addr add "$manager_addr/24" dev "$veth_host"
+  has "inet $manager_addr/" ip addr show dev "$veth_host" || ip addr add "$manager_addr/24" dev "$veth_host"
   ip link set "$veth_host" up
   ip -n "$ns" link set lo up
-  ip -n "$ns" addr show dev "$veth_ns" | grep -q "inet $worker_addr/" || ip -n "$ns" addr add "$worker_addr/24" dev "$veth_ns"
+  has "inet $worker_addr/" ip -n "$ns" addr show dev "$veth_ns" || ip -n "$ns" addr add "$worker_addr/24" dev "$veth_ns"
   ip -n "$ns" link set "$veth_ns" up
   # the worker's own bridge, inside its namespace (never --bridge none: see ENGINE.md)
   ip -n "$ns" link show "$worker_bridge" >/dev/null 2>&1 || ip -n "$ns" link add "$worker_bridge" type bridge
-  ip -n "$ns" addr show dev "$worker_bridge" | grep -q "inet $worker_bridge_cidr" \
+  has "inet $worker_bridge_cidr" ip -n "$ns" addr show dev "$worker_bridge" \
     || ip -n "$ns" addr add "$worker_bridge_cidr" dev "$worker_bridge"
   ip -n "$ns" link set "$worker_bridge" up
 }
@@ -174,7 +177,7 @@ make_manager() {
     "$manager_addr") ;;
     127.*|::1) die "the local engine is already a swarm manager advertising $addr, which a worker in a network namespace cannot reach (its loopback is its own). Leave that swarm (docker swarm leave --force) and run start again." ;;
     *)
-      ip -o addr show | grep -q " inet $addr/" \
+      has " inet $addr/" ip -o addr show \
         || die "the local engine is a manager advertising $addr, which is not an address of this machine"
       log "the local engine is already a manager advertising $addr: the worker reaches it through the veth"
       ip -n "$ns" route replace "$addr/32" via "$manager_addr"
@@ -250,7 +253,7 @@ FACTS
 check_up() {
   local problems=""
   [ -e "/run/netns/$ns" ] || problems="$problems; no namespace $ns"
-  ip link show "$veth_host" 2>/dev/null | grep -q 'state UP' || problems="$problems; veth $veth_host missing or down"
+  has 'state UP' ip link show "$veth_host" || problems="$problems; veth $veth_host missing or down"
   worker_up || problems="$problems; the worker's dockerd does not answer on $worker_sock"
   [ "$(manager_state)" = active ] || problems="$problems; the local engine is not in a swarm"
   if worker_up; then
@@ -324,6 +327,7 @@ cmd_stop() {
   ip link del "$veth_host" 2>/dev/null || true
   # mounts the worker's dockerd may have left (a hard kill): unmount before deleting its folders
   for m in $(awk '{print $2}' /proc/self/mounts | grep -E "^($run|$data)(/|$)" | sort -r); do umount -l "$m" || true; done
+  [ ! -f "$run/dockerd.log" ] || mv "$run/dockerd.log" /var/log/gitops-swarm-worker.log   # for a post mortem
   rm -rf --one-file-system "$run" "$data"
   log "stopped"
 }
