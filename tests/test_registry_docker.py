@@ -101,10 +101,16 @@ def test_a_moved_tag_is_rolled_out_by_the_daemon_and_rolled_back_to_the_exact_di
     (app_status,) = json.loads(status.stdout)["services"]
     assert json.loads(status.stdout)["pending_changes"] == 0  # the pin holds the old digest, as a pass enforces
     assert (app_status["image_digest"], app_status["pinned_to"]) == (first, head)
+    plan = run_gitops("plan", "--repo", url, "--state-dir", str(d.state), "--format", "json", tmp=tmp_path,
+                      timeout=120)
+    assert plan.returncode == 0, plan.stderr
+    assert [st for st in json.loads(plan.stdout)["steps"] if st["action"] != "noop"] == []  # as a pass keeps it
+    assert json.loads(plan.stdout)["warnings"] == [f"app is held at {head[:12]} by gitops rollback until a commit "
+                                                   "changes it"]
 
     app = docker_client.containers.list(filters={"label": f"io.gitops.project={project_name}"})[0]
     _nowhere(registry.password, log, status_answer, metrics, history.stdout, rollback.stdout, rollback.stderr,
-             status.stdout, json.dumps(app.attrs), folders=(d.state,))
+             status.stdout, plan.stdout, json.dumps(app.attrs), folders=(d.state,))
 
 
 def test_a_plan_shows_the_moved_tag_with_both_digests(docker_client, registry, project_name, age_key_file,

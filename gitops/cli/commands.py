@@ -21,7 +21,7 @@ from gitops import log  # light: structlog is imported when the first logger is 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from gitops.core.model import DesiredState, ObservedState, SecretKey
+    from gitops.core.model import DesiredState, ObservedState, SecretKey, ServiceSpec
     from gitops.core.plan import Plan
     from gitops.core.ports import DigestResolver, Host
     from gitops.engine.apply import ApplyOutcome
@@ -164,16 +164,51 @@ def _observe(desired: DesiredState, hosts: Mapping[str, Host], state_dir: Path |
 
 
 def _make_plan(desired: DesiredState, hosts: Mapping[str, Host], allow_empty: bool,
-               state_dir: Path | None) -> tuple[DesiredState, Plan]:
-    """The plan against the live hosts, as a pass makes it; and the desired state it plans (tags resolved)."""
+               state_dir: Path | None, fetch_commit: Callable[[str], Checkout]) -> tuple[DesiredState, Plan]:
+    """The plan against the live hosts, as a pass makes it (services held by `gitops rollback` stay held, tags
+    resolved); and the desired state it plans."""
     from gitops.core.planner import PlanError, PlanOptions
     from gitops.core.planner import plan as make_plan
 
+    desired, held = _held_by_rollback(desired, state_dir, fetch_commit)
     desired, observed, warnings = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir))
+    warnings = (*held, *warnings)
     try:
         return desired, make_plan(desired, observed, options=PlanOptions(allow_empty=allow_empty, warnings=warnings))
     except PlanError as exc:
         raise CliError(str(exc)) from exc
+
+
+def _held_by_rollback(desired: DesiredState, state_dir: Path | None, fetch_commit: Callable[[str], Checkout]
+                      ) -> tuple[DesiredState, tuple[str, ...]]:
+    """``desired`` with the services `gitops rollback` holds at an older revision kept there, as every pass keeps
+    them (so plan and apply do not undo a rollback the daemon would put back), and a warning for each."""
+    from gitops.engine.reconciler import service_at, with_pins
+    from gitops.source import SourceError
+    from gitops.state import StateError, StateStore
+
+    try:
+        store = StateStore(_state_dir(state_dir))
+    except StateError:
+        return desired, ()
+    try:
+        pins = {name: pin for name, pin in store.pins().items() if name in {s.name for s in desired.services}}
+        if not pins:
+            return desired, ()
+        key = _key(state_dir)
+
+        def spec_at(service: str, revision: str) -> ServiceSpec | None:
+            try:
+                return service_at(fetch_commit(revision), service, key=key)
+            except (SourceError, click.ClickException):
+                return None  # as a pass does: the service keeps HEAD's spec when the pinned one cannot be read
+
+        held = with_pins(desired, pins, spec_at, store.pin_digests())
+    finally:
+        store.close()
+    notes = tuple(f"{name} is held at {pins[name][0][:12]} by gitops rollback until a commit changes it"
+                  for name in sorted(pins) if held.service(name).spec_hash != desired.service(name).spec_hash)
+    return held, notes
 
 
 def _pin_and_observe(desired: DesiredState, observe: Callable[[DesiredState], ObservedState], *,
@@ -462,8 +497,11 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     else:
         from gitops.engine.observe import open_hosts  # docker-py: only when the live hosts are asked
 
+        root = path or Path(".")
+        fetch_commit = source.fetch_commit if source else (
+            lambda revision: _local_ref_checkout(root, revision, state_dir))
         with open_hosts(desired) as hosts:
-            desired, plan = _make_plan(desired, hosts, allow_empty, state_dir)
+            desired, plan = _make_plan(desired, hosts, allow_empty, state_dir, fetch_commit)
     if out is not None:
         out.write_text(plan.to_json())
     if fmt == "json":
@@ -498,7 +536,8 @@ def apply(path: Path, yes: bool, plan_file: Path | None, allow_empty: bool, conc
 
     desired = _load_or_exit(path, key=_key(state_dir))
     with open_hosts(desired) as hosts:
-        desired, plan = _make_plan(desired, hosts, allow_empty, state_dir)
+        desired, plan = _make_plan(desired, hosts, allow_empty, state_dir,
+                                   lambda revision: _local_ref_checkout(path, revision, state_dir))
         if plan_file is not None:
             # The file only approves: it must hold exactly the plan made here, which is what runs.
             refused = saved_plan.refusal(_read_saved_plan(plan_file), plan)
@@ -888,7 +927,6 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
     `gitops plan --observed FILE`. When HEAD is invalid, its errors go to stderr, the document shows
     the newest recorded revision that loads (what the hosts keep running), and the exit code is 1.
     """
-    from gitops.core.model import ServiceSpec
     from gitops.core.plan import ci_safe_json, terminal_line
     from gitops.daemon.status import status_document
     from gitops.engine.observe import open_hosts
