@@ -101,6 +101,7 @@ def test_a_moved_tag_is_rolled_out_by_the_daemon_and_rolled_back_to_the_exact_di
     (app_status,) = json.loads(status.stdout)["services"]
     assert json.loads(status.stdout)["pending_changes"] == 0  # the pin holds the old digest, as a pass enforces
     assert (app_status["image_digest"], app_status["pinned_to"]) == (first, head)
+    assert app_status["running_image_digests"] == [first]
     plan = run_gitops("plan", "--repo", url, "--state-dir", str(d.state), "--format", "json", tmp=tmp_path,
                       timeout=120)
     assert plan.returncode == 0, plan.stderr

@@ -1037,7 +1037,9 @@ def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) ->
         if svc["pinned_to"]:
             line += f"  pinned to {svc['pinned_to'][:12]}"
         if svc.get("image_digest"):
-            line += f"  image {svc['image']} ({svc['image_digest'][:19]}..)"
+            running = [d for d in svc.get("running_image_digests", []) if d != svc["image_digest"]]
+            line += f"  image {svc['image']} ({svc['image_digest'][:19]}.." + (
+                f"; running {', '.join(d[:19] + '..' for d in running)})" if running else ")")
         out(line)
         _print_evidence(svc.get("reason", ""), svc.get("health_output", ""), svc.get("logs", ""), indent="  ")
 
