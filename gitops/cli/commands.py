@@ -449,6 +449,11 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     compared with the live hosts, or with a snapshot (--observed FILE), or with another ref of the
     same repository (--base REF: no host and no Docker socket needed).
 
+    Services with `resolve: digest` (the default with `pullPolicy: always`) have their tags looked up on
+    their registries first, in every mode, --base and --observed included (a registry that does not answer
+    is named in a warning, and those services are planned by their tag). Encrypted files need the age key:
+    gitops --age-key-file FILE plan ...
+
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
     from gitops.core.observed import converged
