@@ -450,9 +450,9 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
     same repository (--base REF: no host and no Docker socket needed).
 
     Services with `resolve: digest` (the default with `pullPolicy: always`) have their tags looked up on
-    their registries first, in every mode, --base and --observed included (a registry that does not answer
-    is named in a warning, and those services are planned by their tag). Encrypted files need the age key:
-    gitops --age-key-file FILE plan ...
+    their registries first, in every mode, --base and --observed included. When a registry does not answer,
+    a warning names it: against live hosts its services keep the digest they run; with --base or --observed
+    they are planned by their tag. Encrypted files need the age key: gitops --age-key-file FILE plan ...
 
     Exit 0 on success (with --detailed-exitcode: 0 no changes, 2 changes), 1 on any error.
     """
