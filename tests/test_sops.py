@@ -500,3 +500,15 @@ def test_a_missing_key_file_names_where_it_was_given(tmp_path: Path) -> None:
     done = run_gitops("validate", str(root), env=env, tmp=tmp_path)
     assert done.returncode == 1
     assert f"{tmp_path / 'nowhere.txt'}: cannot read the age key file (SOPS_AGE_KEY_FILE or --age-key-file)" in done.stderr
+
+
+def test_the_key_file_may_follow_the_command_name(tmp_path: Path, monkeypatch) -> None:
+    identity, recipient = new_identity()
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    (tmp_path / "key.txt").write_text(identity + "\n")
+    root = write_files(tmp_path / "repo", {"project.yaml": PROJECT, "pw.sops": sops_binary(CANARY, recipient),
+                                          "web.yaml": service("web", "env: {PASSWORD: {secretFile: pw.sops}}")})
+    before = run_gitops("validate", str(root), tmp=tmp_path)
+    after = run_gitops("validate", "--age-key-file", str(tmp_path / "key.txt"), str(root), tmp=tmp_path)
+    assert before.returncode == 1 and "no age identity" in before.stderr
+    assert after.returncode == 0, after.stderr

@@ -65,6 +65,17 @@ def main(log_level: str, log_format: str, age_key_file: Path | None) -> None:
         os.environ["SOPS_AGE_KEY_FILE"] = str(age_key_file)
 
 
+def _set_age_key_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        os.environ["SOPS_AGE_KEY_FILE"] = str(value)
+
+
+# The same as the global option, after the command's name too (`gitops daemon --age-key-file F`).
+age_key_option = click.option("--age-key-file", type=click.Path(dir_okay=False, path_type=Path), expose_value=False,
+                              callback=_set_age_key_file, is_eager=True,
+                              help="age identities that decrypt encrypted files of the repository (as gitops "
+                                   "--age-key-file; default $SOPS_AGE_KEY_FILE).")
+
 path_argument = click.argument("path", default=".", type=click.Path(exists=True, file_okay=False, path_type=Path))
 
 
@@ -90,6 +101,7 @@ def print_errors(outcome: LoadOutcome) -> None:
 
 
 @main.command()
+@age_key_option
 @path_argument
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
 def validate(path: Path, fmt: str) -> None:
@@ -116,6 +128,7 @@ def validate(path: Path, fmt: str) -> None:
 
 
 @main.command()
+@age_key_option
 @path_argument
 def convert(path: Path) -> None:
     """Print the gitops/v1 manifests that the compose files below PATH become.
@@ -342,6 +355,7 @@ def secrets_keygen(output: Path | None) -> None:
 
 
 @secrets.command("check")
+@age_key_option
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def secrets_check(files: tuple[Path, ...]) -> None:
     """Check that each FILE is encrypted (SOPS or age) and decrypts with this machine's age identities
@@ -429,6 +443,7 @@ def _desired_from_checkout(checkout: Checkout, *, key: SecretKey) -> DesiredStat
 
 
 @main.command("plan")
+@age_key_option
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @source_options
 @click.option("--observed", "observed_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -521,6 +536,7 @@ def plan_command(path: Path | None, repo_url: str | None, ref: str, subdir: str,
 
 
 @main.command()
+@age_key_option
 @path_argument
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking (required when not on a terminal).")
 @click.option("--plan", "plan_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -712,6 +728,7 @@ def _print_pass(result: PassResult) -> None:
 
 
 @main.command()
+@age_key_option
 @source_options
 @click.option("--force", is_flag=True, help="Apply even a revision that failed before.")
 @click.option("--allow-empty", is_flag=True, help="Allow a plan that prunes every service of the project.")
@@ -739,6 +756,7 @@ def sync(repo_url: str | None, ref: str, subdir: str, state_dir: Path | None, fe
 
 
 @main.command()
+@age_key_option
 @source_options
 @click.option("--local", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Reconcile this working folder on every file change, instead of a git repository.")
@@ -921,6 +939,7 @@ def _status_token(path: Path | None) -> bytes | None:
 
 
 @main.command()
+@age_key_option
 @click.argument("path", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @source_options
 @click.option("--format", "fmt", default="text", show_default=True, type=click.Choice(["text", "json"]))
@@ -1064,6 +1083,7 @@ def _print_evidence(reason: str, health_output: str, logs: str, *, indent: str) 
 
 
 @main.command()
+@age_key_option
 @click.argument("service", required=False)
 @click.option("--state-dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
@@ -1103,6 +1123,7 @@ def history(service: str | None, state_dir: Path | None, limit: int, fmt: str) -
 
 
 @main.command()
+@age_key_option
 @click.argument("service")
 @source_options
 @click.option("--to", "to_ref", help="Revision to go back to [default: the last converged revision whose spec of "
