@@ -80,6 +80,7 @@ state_set() { mkdir -p "$data"; { grep -v "^$1=" "$state" 2>/dev/null || true; e
 
 need_tools() {
   local missing=""
+  [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, a second dockerd)"
   command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
   { command -v nsenter && command -v unshare && command -v flock; } >/dev/null 2>&1 || missing="$missing util-linux"
   if [ -n "$missing" ]; then
@@ -87,7 +88,6 @@ need_tools() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null \
       || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null; }
   fi
-  [ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, a second dockerd)"
 }
 
 lock() {
@@ -125,17 +125,35 @@ make_network() {
   ip -n "$ns" link set "$worker_bridge" up
 }
 
+# ours PID: PID is the worker's dockerd (checked by its command line: a pid from a stale pidfile may be reused)
+ours() { [ -n "$1" ] && has "$worker_sock" cat "/proc/$1/cmdline"; }
+
 start_worker_engine() {
+  local pid
   if worker_up; then return 0; fi
   mkdir -p "$run" "$data"
+  pid=$(cat "$run/docker.pid" 2>/dev/null || true)
+  if ours "$pid"; then
+    log "the worker's dockerd (pid $pid) runs but does not answer yet: waiting for it"
+    wait_for "the worker's dockerd to answer on $worker_sock" worker_up || { tail -n 20 "$run/dockerd.log" >&2; return 1; }
+    return 0
+  fi
+  rm -f "$run/docker.pid"   # left by a dockerd that was killed: the next one refuses to start beside it
   log "starting the worker's dockerd in $ns (log: $run/dockerd.log)"
   # nsenter, not `ip netns exec` (see the top); unshare --uts for the node's own hostname.
   setsid unshare --uts sh -c 'echo "$0" >/proc/sys/kernel/hostname && exec nsenter --net="/run/netns/$0" "$@"' "$ns" \
     dockerd -H "$worker_sock" --data-root "$data/docker" --exec-root "$run/exec" --pidfile "$run/docker.pid" \
     --bridge "$worker_bridge" --default-address-pool "base=$worker_pool,size=24" --shutdown-timeout 2 \
     >>"$run/dockerd.log" 2>&1 </dev/null 9>&- &
-  wait_for "the worker's dockerd to answer on $worker_sock" worker_up \
-    || { tail -n 20 "$run/dockerd.log" >&2; return 1; }
+  pid=$!   # setsid does not fork here (not a group leader), so this is dockerd's pid once it has exec'd
+  until worker_up; do
+    if ! kill -0 "$pid" 2>/dev/null || ! left; then
+      log "the worker's dockerd $(kill -0 "$pid" 2>/dev/null && echo "did not answer within ${timeout_s}s" || echo exited); its log:"
+      tail -n 20 "$run/dockerd.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
 }
 
 load_images() {
@@ -160,7 +178,9 @@ make_manager() {
     st=inactive
   fi
   if [ "$st" = inactive ]; then
-    docker network inspect docker_gwbridge >/dev/null 2>&1 && state_set gwbridge_before 1 || state_set gwbridge_before 0
+    if [ -z "$(state_get gwbridge_before)" ]; then   # the first init of ours decides: a later one finds our own
+      if docker network inspect docker_gwbridge >/dev/null 2>&1; then state_set gwbridge_before 1; else state_set gwbridge_before 0; fi
+    fi
     log "docker swarm init --advertise-addr $manager_addr on the local engine"
     docker swarm init --advertise-addr "$manager_addr" --listen-addr "$manager_addr:2377" \
       --dispatcher-heartbeat 2s >/dev/null

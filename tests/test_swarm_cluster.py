@@ -8,6 +8,7 @@ afterwards, with its tasks' containers gone from both nodes. Waits are on condit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -92,8 +93,15 @@ def swarm(swarm_cluster, request):
 
     yield {**swarm_cluster, "service": service, "network": network}
 
+    import docker.errors
+
+    from tests.swarmutil import start_cluster
+
+    if node_state(manager, swarm_cluster["worker_node_id"]) != "ready":
+        start_cluster()  # a test that stopped the worker failed before bringing it back
     for made in services:
-        made.remove()
+        with contextlib.suppress(docker.errors.NotFound):
+            made.remove()
     for made in services:
         wait_until(lambda made=made: not service_containers(manager, made.id) and not service_containers(worker, made.id),
                    f"the containers of service {made.name} to be gone from both nodes")
