@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.registryutil import registry  # noqa: F401 - the session fixture: a TLS registry with a password
+from tests.swarmutil import swarm_cluster  # noqa: F401 - a two-node Swarm, per test module
 
 PROJECT = """\
 apiVersion: gitops/v1

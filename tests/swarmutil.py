@@ -59,9 +59,10 @@ def start_cluster() -> dict[str, str]:
     return facts
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def swarm_cluster(docker_client) -> Any:
-    """The facts of a running two-node Swarm plus ``manager`` and ``worker`` docker-py clients.
+    """The facts of a running two-node Swarm plus ``manager`` and ``worker`` docker-py clients. Per test module:
+    the local engine leaves the swarm after it, so the other tests run on a plain engine as CI does.
 
     In CI (CI=true) a cluster that does not start fails the test; elsewhere the test is skipped with the
     script's stderr tail.

@@ -60,7 +60,7 @@ labels: {{team: shop}}
     assert (container["Env"], container["Dir"], container["User"], container["Init"]) == (
         ["MODE=prod"], "/www", "1000", True)
     assert container["StopGracePeriod"] == 3_000_000_000
-    assert container["HealthCheck"] == {"Test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+    assert container["Healthcheck"] == {"Test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
                                         "Interval": 2_000_000_000, "Timeout": 1_000_000_000, "Retries": 3,
                                         "StartPeriod": 4_000_000_000}
     assert spec["TaskTemplate"]["Resources"] == {"Limits": {"NanoCPUs": 500_000_000, "MemoryBytes": 64 * 2**20}}

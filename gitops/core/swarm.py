@@ -158,7 +158,7 @@ def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: s
     if svc.cap_drop:
         container["CapabilityDrop"] = sorted(svc.cap_drop)
     if svc.healthcheck is not None:
-        container["HealthCheck"] = _healthcheck(svc.healthcheck, svc.name)
+        container["Healthcheck"] = _healthcheck(svc.healthcheck, svc.name)
     resources: dict[str, Any] = {}
     limits = {k: v for k, v in (("NanoCPUs", int(svc.cpus * NS) if svc.cpus else None),
                                 ("MemoryBytes", svc.memory)) if v}
@@ -217,4 +217,15 @@ def swarm_hash(spec: dict[str, Any], env_value: Callable[[str, str], str]) -> st
     container["Env"] = env
     task["ContainerSpec"] = container
     hashed = {**spec, "Labels": labels, "TaskTemplate": task}
-    return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(_pruned(hashed)).encode()).hexdigest()
+
+
+def _pruned(value: Any) -> Any:
+    """``value`` without empty, zero and false members: the Engine leaves those out when it answers (omitempty),
+    so a spec read back must hash as the one sent."""
+    if isinstance(value, dict):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, 0, False, "", [], {})}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
