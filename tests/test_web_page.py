@@ -419,3 +419,18 @@ def test_a_stream_ends_when_the_daemon_stops(short: Served) -> None:
     with httpx.stream("GET", short.url + "/events", timeout=10) as response:
         events, _ = read_events(response)
     assert len(events) == 1 and time.monotonic() - started < 1.5
+
+
+def test_drift_names_only_what_hosts_did_not_changes_waiting_to_be_applied() -> None:
+    """A failed commit's update waiting out its backoff is the pending plan's, not drift; a stopped container
+    the next pass starts again is drift."""
+    from gitops.core.plan import Finding, Plan, Step
+    from gitops.daemon.web import _drift
+
+    row = {"name": "web", "replicas": {"changed_by_hand": 0, "stopped": 0, "restarting": 0}}
+    waiting = Step(id="service/web/0@local", kind="service", name="web", slot=0, host="local", action="update",
+                   reason="image changed")
+    repair = Step(id="service/web/1@local", kind="service", name="web", slot=1, host="local", action="update",
+                  reason="stopped", finding=Finding.STOPPED)
+    assert _drift(row, [], Plan(project="p", revision="r", steps=(waiting,))) == []
+    assert _drift(row, [], Plan(project="p", revision="r", steps=(waiting, repair))) == ["1 to repair (stopped)"]

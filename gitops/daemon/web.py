@@ -122,9 +122,13 @@ def _drift(service: dict[str, Any], containers: list[dict[str, Any]], pending: P
     for key, word in (("stopped", "stopped"), ("restarting", "restarting")):
         if replicas[key]:
             found.append(f"{replicas[key]} {word}")
-    steps = [s for s in (pending.changes if pending else ()) if s.kind == "service" and s.name == service["name"]]
+    # only what a container did by itself or was done to by hand: a change the manifests ask for that is not
+    # applied yet (a failed commit, backed off) is the pending plan's, not drift
+    steps = [s for s in (pending.changes if pending else ())
+             if s.kind == "service" and s.name == service["name"] and s.finding is not None]
     if steps:
-        found.append(f"{len(steps)} step{'s' if len(steps) != 1 else ''} pending")
+        kinds = ", ".join(sorted({s.finding.value for s in steps if s.finding is not None}))
+        found.append(f"{len(steps)} to repair ({kinds})")
     return found
 
 
