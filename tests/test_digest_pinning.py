@@ -120,7 +120,9 @@ def test_rollback_at_the_same_revision_runs_the_digest_the_service_ran_before_an
 
     target, result = reconciler.rollback("app")
     assert (target.revision, target.digest) == ("r1", A)
-    assert target.sentence("app").startswith(f"app: rolling back to r1 (image {A[:19]}..)")
+    assert target.sentence("app") == (f"app: rolling back to r1 (image {A[:19]}..), the last converged revision "
+                                      f"whose spec of app differs from the current one (skipped 1 revision with "
+                                      f"the same spec: r1 (image {B[:19]}..))")
     assert result.outcome == "converged" and _images(host) == [f"local/app@{A}"]
 
     registry.tags["local/app:1"] = C  # the tag moves on: the pin holds the service where it was put

@@ -488,8 +488,9 @@ class Reconciler:
                 spec = dataclasses.replace(spec, digest=digest)
             if spec.spec_hash != current_hash:
                 return RollbackTarget(revision, picked=True, skipped=tuple(skipped), digest=digest)
-            if revision not in skipped:
-                skipped.append(revision)
+            entry = f"{revision}@{digest}" if digest else revision  # one revision may have run two digests
+            if entry not in skipped:
+                skipped.append(entry)
         note = f" ({_skipped(tuple(skipped))})" if skipped else ""
         raise SourceError(f"no earlier converged revision of {service!r} has a spec other than the one it has "
                           f"now{note}; pass --to REVISION", temporary=False)
@@ -518,7 +519,11 @@ class RollbackTarget:
 
 
 def _skipped(revisions: tuple[str, ...]) -> str:
-    shown = ", ".join(r[:12] for r in revisions[:10]) + (", ..." if len(revisions) > 10 else "")
+    def one(entry: str) -> str:
+        revision, _, digest = entry.partition("@")
+        return revision[:12] + (f" (image {digest[:19]}..)" if digest else "")
+
+    shown = ", ".join(one(r) for r in revisions[:10]) + (", ..." if len(revisions) > 10 else "")
     return f"skipped {len(revisions)} revision{'s' if len(revisions) != 1 else ''} with the same spec: {shown}"
 
 
