@@ -157,6 +157,19 @@ def pinned_image(image: str, digest: str) -> str:
     return f"{image_name(image)}@{digest}"
 
 
+def spec_image(spec_json: str) -> tuple[str, str]:
+    """(image as declared, digest) a container was made from, read from its spec label (LABEL_SPEC); the digest
+    is "" for an image run by its tag, both are "" for a label that does not parse."""
+    try:
+        image = json.loads(spec_json).get("image") if spec_json else None
+    except (ValueError, AttributeError):
+        return "", ""
+    if not isinstance(image, str):
+        return "", ""
+    declared, at, digest = image.rpartition("@")
+    return (declared, digest) if at and digest.startswith("sha256:") else (image, "")
+
+
 def content_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()[:16]
 

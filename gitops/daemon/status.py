@@ -12,10 +12,9 @@ Changes pending are always planned afresh from those two, never taken from a pla
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from gitops.core.model import DesiredState, ObservedState, observed_to_dict
+from gitops.core.model import DesiredState, ObservedState, observed_to_dict, spec_image
 from gitops.core.plan import Plan
 from gitops.core.planner import PlanError, PlanOptions, plan
 from gitops.source import redact
@@ -36,15 +35,6 @@ def status_document(store: StateStore, desired: DesiredState | None,
 # How far back a service's last outcome is looked for: passes that skip a failed commit (backed off) name no
 # service, and must not make the page forget why it failed.
 SERVICE_OUTCOME_PASSES = 500
-
-
-def _digest_of(spec_json: str) -> str:
-    """The digest a container was made from, read from its spec label ("" for a tag or an unreadable label)."""
-    try:
-        image = json.loads(spec_json).get("image") if spec_json else None
-    except (ValueError, AttributeError):
-        return ""
-    return image.rpartition("@")[2] if isinstance(image, str) and "@sha256:" in image else ""
 
 
 def last_pass_per_service(records: list[PassRecord]) -> dict[str, PassRecord]:
@@ -88,7 +78,7 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "desired_spec_hash": svc.spec_hash,
             "image": svc.image,
             "image_digest": svc.digest,  # the tag's digest on its registry now (resolve: digest), else ""
-            "running_image_digests": sorted({d for d in (_digest_of(c.spec_json) for c in mine if c.running) if d}),
+            "running_image_digests": sorted({d for d in (spec_image(c.spec_json)[1] for c in mine if c.running) if d}),
             "running_revisions": sorted({c.revision for c in mine if c.running}),
             "replicas": {"desired": svc.replicas, "running": sum(1 for c in mine if c.running),
                          "healthy": sum(1 for c in mine if c.running and c.health in ("healthy", "none")),

@@ -18,12 +18,11 @@ service by its tag and says that its digest is unknown.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from gitops.core.model import DesiredState, ObservedState, ServiceSpec
+from gitops.core.model import DesiredState, ObservedState, ServiceSpec, spec_image
 from gitops.core.ports import DigestResolver
 from gitops.errors import GitopsError
 
@@ -43,12 +42,8 @@ def running_digests(observed: ObservedState | None) -> dict[tuple[str, str], str
     out: dict[tuple[str, str], str] = {}
     for host in observed.hosts if observed else ():
         for c in host.containers:
-            try:
-                image = json.loads(c.spec_json).get("image") if c.spec_json else None
-            except (ValueError, AttributeError):
-                continue
-            if isinstance(image, str) and "@sha256:" in image:
-                declared, _, digest = image.rpartition("@")
+            declared, digest = spec_image(c.spec_json)
+            if digest:
                 out[(c.service, declared)] = digest
     return out
 
