@@ -12,6 +12,7 @@ import socket
 import ssl
 import stat
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -318,6 +319,28 @@ def test_a_missing_credential_helper_is_named(tmp_path, monkeypatch) -> None:
         f"the docker credential helper docker-credential-gitops-absent (named in the docker config {path}) failed "
         f"to give credentials for registry reg.example")
     assert info.value.temporary is False
+
+
+def test_a_credential_helper_that_hangs_does_not_hang_the_lookup(tmp_path, monkeypatch) -> None:
+    """docker-py runs a helper with no timeout; one waiting for a keyring must not hold a pass for ever."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    helper = bin_dir / "docker-credential-gitops-hangs"
+    helper.write_text("#!/bin/sh\nexec sleep 20\n")
+    helper.chmod(0o755)
+    path = write_docker_config(tmp_path, {"credHelpers": {"reg.example": "gitops-hangs"}})
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(RegistryClient, "HELPER_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with RegistryClient() as client, pytest.raises(RegistryError) as info:
+        client.credentials_for("reg.example")
+    assert time.monotonic() - started < 10  # the helper itself sleeps 20 s
+    assert str(info.value) == (
+        f"the docker credential helper docker-credential-gitops-hangs (named in the docker config {path}) did not "
+        "answer within 0.5 s for registry reg.example: check that `docker-credential-gitops-hangs get` answers for "
+        "the user the reconciler runs as")
+    assert info.value.temporary
 
 
 def test_a_missing_helper_is_named_with_the_image_when_a_registry_asks(fake, tmp_path, monkeypatch) -> None:

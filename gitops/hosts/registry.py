@@ -191,9 +191,12 @@ class RegistryClient:
         path = self._docker_config_path
         helper = auth.get_credential_store(key)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # docker-py warns when a helper is missing; we raise instead
-                entry = auth.resolve_authconfig(key)
+            entry = self._ask_helper(auth, key, helper) if helper else _quiet_resolve(auth, key)
+        except TimeoutError:
+            raise RegistryError(key, f"the docker credential helper docker-credential-{helper} (named in the docker "
+                                     f"config {path}) did not answer within {self.HELPER_TIMEOUT:g} s for registry "
+                                     f"{key}: check that `docker-credential-{helper} get` answers for the user the "
+                                     f"reconciler runs as", temporary=True) from None
         except (docker.errors.DockerException, ValueError, OSError, KeyError):
             # The helper's own output is left out: nothing says it cannot hold a secret.
             raise RegistryError(key, f"the docker credential helper docker-credential-{helper} (named in the "
@@ -211,6 +214,31 @@ class RegistryClient:
         if "ServerAddress" in entry and helper:
             origin = f"docker credential helper docker-credential-{helper} (docker config {path})"
         return Credentials(username=username, password=password, origin=origin, identity_token=token)
+
+    HELPER_TIMEOUT = 10.0  # seconds a credential helper has to answer
+
+    def _ask_helper(self, auth: Any, key: str, helper: str) -> Any:
+        """docker-py runs a credential helper with no timeout: a helper that hangs (waiting for a desktop
+        keyring, say) must not hang the pass. It is asked in a thread of its own, left behind if it never
+        answers (a daemon thread: it cannot keep the process from exiting)."""
+        answer: list[Any] = []
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def ask() -> None:
+            try:
+                answer.append(_quiet_resolve(auth, key))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller as it is
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=ask, name=f"docker-credential-{helper}", daemon=True).start()
+        if not done.wait(self.HELPER_TIMEOUT):
+            raise TimeoutError(helper)
+        if failure:
+            raise failure[0]
+        return answer[0]
 
     # --- resolving -----------------------------------------------------------------------------------------
 
@@ -555,6 +583,12 @@ class RegistryClient:
                                     f"({_reason(malformed)}); headers are read up to 64 KiB a line and 100 lines")
         return self._error(ref, f"registry {ref.registry} could not be reached at {origin}{http_too} for {ref} "
                                 f"({_reason(causes)}); will retry", temporary=True)
+
+
+def _quiet_resolve(auth: Any, key: str) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # docker-py warns when a helper is missing; we raise instead
+        return auth.resolve_authconfig(key)
 
 
 def client_for(desired: DesiredState, **options: Any) -> RegistryClient:
