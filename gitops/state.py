@@ -75,6 +75,17 @@ CREATE TABLE IF NOT EXISTS pins (
     pinned_at REAL NOT NULL,
     digest TEXT NOT NULL DEFAULT ''
 );
+-- pins per project (``pins`` above is the table of versions that kept one project per state directory;
+-- its rows move here, under project '', when the store is opened)
+CREATE TABLE IF NOT EXISTS project_pins (
+    project TEXT NOT NULL,
+    service TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    head_spec_hash TEXT NOT NULL,
+    pinned_at REAL NOT NULL,
+    digest TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (project, service)
+);
 CREATE TABLE IF NOT EXISTS containers (
     id TEXT PRIMARY KEY,
     host TEXT NOT NULL,
@@ -227,6 +238,10 @@ class StateStore:
                     # another process opening the same old store added it first
                     if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
                         raise
+        with self._tx() as db:  # pins made before they were kept per project: held for any project
+            db.execute("INSERT OR IGNORE INTO project_pins (project, service, revision, head_spec_hash, pinned_at, "
+                       "digest) SELECT '', service, revision, head_spec_hash, pinned_at, digest FROM pins")
+            db.execute("DELETE FROM pins")
 
     def close(self) -> None:
         with self._lock:
@@ -330,25 +345,35 @@ class StateStore:
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     # -- pins ---------------------------------------------------------------------------------------------
-    def pin(self, service: str, revision: str, head_spec_hash: str, *, digest: str = "",
+    def pin(self, project: str, service: str, revision: str, head_spec_hash: str, *, digest: str = "",
             now: float | None = None) -> None:
-        """Hold ``service`` at ``revision``'s spec (and at image ``digest``, when its tag is resolved)."""
+        """Hold ``project``'s ``service`` at ``revision``'s spec (and at image ``digest``, when its tag is
+        resolved). Pins are kept per project: one state directory may serve several."""
         with self._tx() as db:
-            db.execute("INSERT INTO pins (service, revision, head_spec_hash, pinned_at, digest) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT(service) DO UPDATE SET revision=excluded.revision, "
-                       "head_spec_hash=excluded.head_spec_hash, pinned_at=excluded.pinned_at, digest=excluded.digest",
-                       (service, revision, head_spec_hash, now or time.time(), digest))
+            db.execute("DELETE FROM project_pins WHERE project='' AND service=?", (service,))
+            db.execute("INSERT INTO project_pins (project, service, revision, head_spec_hash, pinned_at, digest) "
+                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(project, service) DO UPDATE SET "
+                       "revision=excluded.revision, head_spec_hash=excluded.head_spec_hash, "
+                       "pinned_at=excluded.pinned_at, digest=excluded.digest",
+                       (project, service, revision, head_spec_hash, now or time.time(), digest))
 
-    def unpin(self, service: str) -> bool:
+    def unpin(self, project: str, service: str) -> bool:
         with self._tx() as db:
-            return db.execute("DELETE FROM pins WHERE service=?", (service,)).rowcount > 0
+            return db.execute("DELETE FROM project_pins WHERE project IN (?, '') AND service=?",
+                              (project, service)).rowcount > 0
 
-    def pins(self) -> dict[str, tuple[str, str]]:
-        return {r[0]: (r[1], r[2]) for r in self._query("SELECT service, revision, head_spec_hash FROM pins")}
+    def _pin_rows(self, project: str) -> list[tuple[Any, ...]]:
+        # a pin from before pins were per project ('') counts for every project; the project's own one wins
+        return self._query("SELECT service, revision, head_spec_hash, digest FROM project_pins "
+                           "WHERE project IN (?, '') ORDER BY project = ?, service", (project, project))
 
-    def pin_digests(self) -> dict[str, str]:
+    def pins(self, project: str) -> dict[str, tuple[str, str]]:
+        """service -> (revision it is held at, HEAD's spec hash when it was pinned), for ``project``."""
+        return {r[0]: (r[1], r[2]) for r in self._pin_rows(project)}
+
+    def pin_digests(self, project: str) -> dict[str, str]:
         """service -> the image digest a pin holds it at (services whose tag is resolved to a digest)."""
-        return {r[0]: r[1] for r in self._query("SELECT service, digest FROM pins WHERE digest != ''")}
+        return {r[0]: r[3] for r in self._pin_rows(project) if r[3]}
 
     # -- containers known to be as their spec says ----------------------------------------------------------
     def trusted_containers(self) -> dict[str, str]:

@@ -44,9 +44,9 @@ def test_last_good_pins_and_source(tmp_path: Path) -> None:
     store.record_good({"web": "h1", "db": "h2"}, "r1", now=5.0)
     store.record_good({"web": "h3"}, "r2", now=6.0)
     assert store.last_good() == {"web": ("r2", "h3", 6.0), "db": ("r1", "h2", 5.0)}
-    store.pin("web", "r1", "h3")
-    assert store.pins() == {"web": ("r1", "h3")}
-    assert store.unpin("web") and not store.unpin("web")
+    store.pin("shop", "web", "r1", "h3")
+    assert store.pins("shop") == {"web": ("r1", "h3")}
+    assert store.unpin("shop", "web") and not store.unpin("shop", "web")
     store.record_fetch(url="https://***@h/r.git", ref="main", commit="abc", now=7.0)
     store.record_fetch(url="https://***@h/r.git", ref="main", error="cannot fetch: timeout", now=8.0)
     src = store.source()
@@ -160,3 +160,26 @@ def test_failure_details_are_cut_to_a_bounded_size(tmp_path: Path) -> None:
     assert web["health_output"].endswith("END")  # the end of the output says why it failed
     assert web["logs"].splitlines()[-1].startswith("line 99 ") and len(web["logs"]) <= MAX_LOG_CHARS
     assert len(web["logs"].splitlines()) <= MAX_LOG_LINES
+
+
+def test_pins_are_kept_per_project_and_old_ones_are_kept_for_any(tmp_path: Path) -> None:
+    """One state directory may serve several projects (the CLI's default one does): a rollback of one project's
+    web must neither hold nor be released by another project's web."""
+    import sqlite3
+
+    store = StateStore(tmp_path)
+    store.pin("shop", "web", "r1", "h1", digest="sha256:" + "a" * 64)
+    assert store.pins("blog") == {} and store.pin_digests("blog") == {}
+    assert not store.unpin("blog", "web")  # another project's pass cannot release it
+    assert store.pins("shop") == {"web": ("r1", "h1")} and store.pin_digests("shop") == {"web": "sha256:" + "a" * 64}
+    store.close()
+    # a pin written by a version that kept one project per state directory: moved, and held for any project
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute("INSERT INTO pins (service, revision, head_spec_hash, pinned_at) VALUES ('api', 'r0', 'h0', 1)")
+    db.commit()
+    db.close()
+    store = StateStore(tmp_path)
+    assert store.pins("blog") == {"api": ("r0", "h0")}
+    assert store.pins("shop") == {"api": ("r0", "h0"), "web": ("r1", "h1")}
+    store.pin("shop", "api", "r2", "h2")  # the project's own pin replaces the old one
+    assert store.pins("blog") == {} and store.pins("shop")["api"] == ("r2", "h2")

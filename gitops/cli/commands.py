@@ -205,7 +205,8 @@ def _held_by_rollback(desired: DesiredState, state_dir: Path | None, fetch_commi
     except StateError:
         return desired, ()
     try:
-        pins = {name: pin for name, pin in store.pins().items() if name in {s.name for s in desired.services}}
+        project = desired.project.name
+        pins = {name: pin for name, pin in store.pins(project).items() if name in {s.name for s in desired.services}}
         if not pins:
             return desired, ()
         key = _key(state_dir)
@@ -216,7 +217,7 @@ def _held_by_rollback(desired: DesiredState, state_dir: Path | None, fetch_commi
             except (SourceError, click.ClickException):
                 return None  # as a pass does: the service keeps HEAD's spec when the pinned one cannot be read
 
-        held = with_pins(desired, pins, spec_at, store.pin_digests())
+        held = with_pins(desired, pins, spec_at, store.pin_digests(project))
     finally:
         store.close()
     notes = tuple(f"{name} is held at {pins[name][0][:12]} by gitops rollback until a commit changes it"
@@ -991,7 +992,8 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
         desired = _last_loadable(state, head, fetch_commit, key)
     notes: tuple[str, ...] = ()
     if desired is not None:
-        desired = with_pins(desired, state.pins(), spec_at, state.pin_digests())  # as a pass enforces it
+        project = desired.project.name
+        desired = with_pins(desired, state.pins(project), spec_at, state.pin_digests(project))  # as a pass does
         with open_hosts(desired) as hosts:
             # a registry that does not answer must not hide the status: the services are shown by their tag
             desired, observed, notes = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir),

@@ -27,8 +27,9 @@ def status_document(store: StateStore, desired: DesiredState | None,
                     observed: ObservedState | None) -> dict[str, Any]:
     """The status document from ``desired`` (with pins applied), ``observed`` and the state store's records."""
     recent = store.passes(limit=SERVICE_OUTCOME_PASSES)
+    pins = store.pins(desired.project.name) if desired is not None else {}
     return build_status(desired, observed, source=store.source(), last_pass=recent[0] if recent else None,
-                        pins=store.pins(), last_good=store.last_good(), pending=pending_plan(desired, observed),
+                        pins=pins, last_good=store.last_good(), pending=pending_plan(desired, observed),
                         service_passes=last_pass_per_service(recent))
 
 

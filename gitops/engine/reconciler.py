@@ -313,7 +313,9 @@ class Reconciler:
                 loaded = load_repo(at.path, revision=at.commit, key=self.key)
                 if loaded.desired is None:
                     continue
-                desired = with_pins(loaded.desired, self.state.pins(), self.spec_at, self.state.pin_digests())
+                project = loaded.desired.project.name
+                desired = with_pins(loaded.desired, self.state.pins(project), self.spec_at,
+                                    self.state.pin_digests(project))
                 with self.connect(desired) as hosts:
                     desired, observed, _ = pin_and_observe(desired, self.resolver_for(desired),
                                                            lambda d: observe_with_store(d, hosts, self.state),
@@ -398,17 +400,18 @@ class Reconciler:
 
     # -- pins ---------------------------------------------------------------------------------------------
     def _apply_pins(self, desired: DesiredState) -> DesiredState:
-        pins = self.state.pins()
+        project = desired.project.name
+        pins = self.state.pins(project)
         if not pins:
             return desired
         for svc in desired.services:
             if svc.name in pins and svc.spec_hash != pins[svc.name][1]:
-                self.state.unpin(svc.name)
+                self.state.unpin(project, svc.name)
                 self.log.info("pin.released", service=svc.name, reason="a new commit changed the service")
         for name in set(pins) - {s.name for s in desired.services}:
-            self.state.unpin(name)
-        held = self.state.pins()
-        pinned = with_pins(desired, held, self.spec_at, self.state.pin_digests())
+            self.state.unpin(project, name)
+        held = self.state.pins(project)
+        pinned = with_pins(desired, held, self.spec_at, self.state.pin_digests(project))
         self._pins_held = {s.name: held[s.name][0] for s in pinned.services if s.name in held
                            and s.spec_hash != desired.service(s.name).spec_hash}
         return pinned
@@ -427,7 +430,8 @@ class Reconciler:
             current = loaded.desired.service(service)
         except KeyError:
             raise SourceError(f"service {service!r} is not declared at HEAD", temporary=False) from None
-        held = with_pins(loaded.desired, self.state.pins(), self.spec_at, self.state.pin_digests())
+        project = loaded.desired.project.name
+        held = with_pins(loaded.desired, self.state.pins(project), self.spec_at, self.state.pin_digests(project))
         now = self._as_running(held.service(service)).spec_hash
         if to is None:
             target = self._previous_revision(service, now)
@@ -440,7 +444,7 @@ class Reconciler:
             digest = self._recorded_digest(service, revision) if spec.resolve == "digest" else ""
             spec = dataclasses.replace(spec, digest=digest) if digest else spec
             target = RollbackTarget(revision, same_spec=spec.spec_hash == now, digest=digest)
-        self.state.pin(service, target.revision, current.spec_hash, digest=target.digest)
+        self.state.pin(project, service, target.revision, current.spec_hash, digest=target.digest)
         return target, self.run_pass(f"rollback {service}", force=True)
 
     def _as_running(self, spec: ServiceSpec) -> ServiceSpec:
