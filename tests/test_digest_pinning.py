@@ -98,6 +98,11 @@ def test_a_registry_that_does_not_answer_rolls_nothing_and_says_so(daemon) -> No
     assert quiet.plan is not None
     assert quiet.plan.warnings == (f"app: registry local: could not be reached; will retry; it keeps the digest "
                                    f"its containers run, {A[:19]}..",)
+    from gitops.daemon.loop import Daemon
+
+    status, pending = Daemon(reconciler).status_and_pending()  # what /status and the page show meanwhile
+    assert status["warnings"] == list(quiet.plan.warnings) and pending is not None
+    assert pending.warnings == quiet.plan.warnings
 
 
 def test_a_first_deploy_whose_tag_cannot_be_resolved_fails_the_pass_and_changes_nothing(daemon) -> None:

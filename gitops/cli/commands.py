@@ -998,8 +998,7 @@ def status(path: Path | None, repo_url: str | None, ref: str, subdir: str, state
             # a registry that does not answer must not hide the status: the services are shown by their tag
             desired, observed, notes = _pin_and_observe(desired, lambda d: _observe(d, hosts, state_dir),
                                                         unresolved_ok=True)
-    doc = status_document(state, desired, observed if desired is not None else None)
-    doc["warnings"] = list(dict.fromkeys([*notes, *doc["warnings"]]))
+    doc = status_document(state, desired, observed if desired is not None else None, warnings=notes)
     if fmt == "json":
         click.echo(ci_safe_json(json.dumps(doc, indent=2, sort_keys=True)))
     else:

@@ -150,14 +150,15 @@ class Daemon:
         """The document `gitops status --format json` prints, from the last pass's desired state (pins
         applied) and observation: changes pending are planned afresh, not those of the plan just applied."""
         r = self.reconciler
-        return status_document(r.state, r.last_desired, r.last_observed)
+        return status_document(r.state, r.last_desired, r.last_observed, warnings=r.notes)
 
     def status_and_pending(self) -> tuple[dict[str, Any], Plan | None]:
         """status() and the plan whose changes it counts as pending, both from one reading of the last pass's
         desired state and observation (for the web page, which lists the plan's steps)."""
         r = self.reconciler
-        desired, observed = r.last_desired, r.last_observed
-        return status_document(r.state, desired, observed), pending_plan(desired, observed)
+        desired, observed, notes = r.last_desired, r.last_observed, r.notes
+        return (status_document(r.state, desired, observed, warnings=notes),
+                pending_plan(desired, observed, notes))
 
     def history(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` passes, newest first, as `gitops history --format json` has them."""

@@ -23,13 +23,14 @@ from gitops.state import PassRecord, StateStore
 STATUS_FORMAT = 1
 
 
-def status_document(store: StateStore, desired: DesiredState | None,
-                    observed: ObservedState | None) -> dict[str, Any]:
-    """The status document from ``desired`` (with pins applied), ``observed`` and the state store's records."""
+def status_document(store: StateStore, desired: DesiredState | None, observed: ObservedState | None, *,
+                    warnings: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The status document from ``desired`` (with pins applied), ``observed`` and the state store's records.
+    ``warnings``: found before planning (a registry that did not answer), shown with the pending plan's."""
     recent = store.passes(limit=SERVICE_OUTCOME_PASSES)
     pins = store.pins(desired.project.name) if desired is not None else {}
     return build_status(desired, observed, source=store.source(), last_pass=recent[0] if recent else None,
-                        pins=pins, last_good=store.last_good(), pending=pending_plan(desired, observed),
+                        pins=pins, last_good=store.last_good(), pending=pending_plan(desired, observed, warnings),
                         service_passes=last_pass_per_service(recent))
 
 
@@ -47,12 +48,13 @@ def last_pass_per_service(records: list[PassRecord]) -> dict[str, PassRecord]:
     return out
 
 
-def pending_plan(desired: DesiredState | None, observed: ObservedState | None) -> Plan | None:
+def pending_plan(desired: DesiredState | None, observed: ObservedState | None,
+                 warnings: tuple[str, ...] = ()) -> Plan | None:
     """What a pass would change now; None when there is nothing to compare or the planner refuses."""
     if desired is None or observed is None:
         return None
     try:
-        return plan(desired, observed, options=PlanOptions(allow_empty=True))
+        return plan(desired, observed, options=PlanOptions(allow_empty=True, warnings=warnings))
     except PlanError:
         return None
 

@@ -142,7 +142,7 @@ class Reconciler:
         self.source = source
         self.connect = connect  # the hosts of a desired state: Docker (open_hosts), or fakes in tests
         self.resolver_for = resolver_for  # looks tags up on their registries (resolve: digest)
-        self._notes: tuple[str, ...] = ()  # warnings of this pass found before planning (a registry down)
+        self.notes: tuple[str, ...] = ()  # warnings of the last pass found before planning (a registry down)
         self.state = state
         # Secret digests are compared with the containers' labels: always the installation's key.
         self.key = key or installation_key(state.directory)
@@ -174,7 +174,7 @@ class Reconciler:
             self.hooks.pass_finished(result)
             return result
         self._pins_held = {}  # filled by _apply_pins, recorded with the pass
-        self._notes = ()
+        self.notes = ()
         self._pass_desired = None  # this pass's, once resolved: its digests are recorded
         try:
             result = self._pass(force=force, dry_run=dry_run)
@@ -237,7 +237,7 @@ class Reconciler:
 
         with self.connect(desired) as hosts:
             try:
-                desired, observed, self._notes = pin_and_observe(
+                desired, observed, self.notes = pin_and_observe(
                     desired, self.resolver_for(desired), lambda d: observe_with_store(d, hosts, self.state))
             except DigestUnavailable as exc:
                 problem = str(exc)
@@ -347,7 +347,7 @@ class Reconciler:
         return applied
 
     def _options(self, observed: ObservedState, hosts: Mapping[str, Inspector] | None = None) -> PlanOptions:
-        return PlanOptions(allow_empty=self.allow_empty, hold=self.heal.hold(observed, hosts), warnings=self._notes)
+        return PlanOptions(allow_empty=self.allow_empty, hold=self.heal.hold(observed, hosts), warnings=self.notes)
 
     @staticmethod
     def _crash_looping(observed: ObservedState, the_plan: Plan) -> int:
