@@ -155,7 +155,7 @@ def test_unreachable_port_is_temporary(registry) -> None:
         client.resolve(f"{closed}/app:1")
     assert info.value.temporary is True
     assert str(info.value) == (f"registry {closed} could not be reached at https://{closed} for {closed}/app:1 "
-                               f"(connection refused); will retry")
+                               f"(connection refused); it may answer later")
 
 
 @pytest.mark.docker
@@ -529,7 +529,7 @@ def test_a_closed_loopback_port_is_tried_over_https_then_http(fake) -> None:
     assert info.value.temporary is True
     assert str(info.value) == (f"registry 127.0.0.1:{port} could not be reached at https://127.0.0.1:{port} (and "
                                f"over plain http, tried because the address is loopback) for 127.0.0.1:{port}/app:1 "
-                               f"(connection refused); will retry")
+                               f"(connection refused); it may answer later")
 
 
 def test_loopback_with_an_untrusted_certificate_does_not_fall_back_to_http(fake, loopback_tls, tmp_path) -> None:
@@ -687,8 +687,8 @@ def test_a_redirect_is_not_followed(fake) -> None:
 
 
 @pytest.mark.parametrize("status, temporary, text", [
-    (500, True, "failed to answer for {image} (HTTP 500); will retry"),
-    (503, True, "failed to answer for {image} (HTTP 503); will retry"),
+    (500, True, "failed to answer for {image} (HTTP 500); it may answer later"),
+    (503, True, "failed to answer for {image} (HTTP 503); it may answer later"),
     (429, True, "limits the rate of requests (429)"),
     (403, False, "denied anonymous requests access to {image} (403)"),
     (400, False, "answered HTTP 400 for {image}"),

@@ -372,7 +372,8 @@ class RegistryClient:
                                        f"{status} (a redirect) for {ref}; redirects are not followed")
             temporary = status == 429 or status >= 500
             raise self._error(ref, f"the token service of registry {ref.registry} ({parts.netloc}) answered HTTP "
-                                   f"{status} for {ref}" + ("; will retry" if temporary else ""), temporary=temporary)
+                                   f"{status} for {ref}" + ("; it may answer later" if temporary else ""),
+                              temporary=temporary)
         body = self._read(ref, response, TOKEN_ANSWER_MAX, "the token answer")
         try:
             answer = json.loads(body)
@@ -535,10 +536,10 @@ class RegistryClient:
             return self._error(ref, f"registry {ref.registry} {detail} (404): check the image name and tag")
         if status == 429:
             return self._error(ref, f"registry {ref.registry} limits the rate of requests (429) and refused to "
-                                    f"resolve {ref} now; will retry", temporary=True)
+                                    f"resolve {ref} now; it may answer later", temporary=True)
         if status >= 500:
-            return self._error(ref, f"registry {ref.registry} failed to answer for {ref} (HTTP {status}); will "
-                                    f"retry", temporary=True)
+            return self._error(ref, f"registry {ref.registry} failed to answer for {ref} (HTTP {status}); it may "
+                                    f"answer later", temporary=True)
         return self._error(ref, f"registry {ref.registry} answered HTTP {status} for {ref}")
 
     def _repository_exists(self, ref: ImageRef, authorization: str) -> bool | None:
@@ -570,7 +571,7 @@ class RegistryClient:
         http_too = " (and over plain http, tried because the address is loopback)" if also_http else ""
         if isinstance(exc, requests.exceptions.Timeout):
             return self._error(ref, f"registry {ref.registry} did not answer within {self._timeout:g}s at "
-                                    f"{origin}{http_too} for {ref}; will retry", temporary=True)
+                                    f"{origin}{http_too} for {ref}; it may answer later", temporary=True)
         causes = list(_chain(exc))
         if any(isinstance(c, ssl.SSLError) for c in causes):
             return self._error(ref, f"registry {ref.registry}: the TLS handshake with {origin} failed{http_too} "
@@ -582,7 +583,7 @@ class RegistryClient:
             return self._error(ref, f"registry {ref.registry} sent a malformed HTTP answer at {origin} for {ref} "
                                     f"({_reason(malformed)}); headers are read up to 64 KiB a line and 100 lines")
         return self._error(ref, f"registry {ref.registry} could not be reached at {origin}{http_too} for {ref} "
-                                f"({_reason(causes)}); will retry", temporary=True)
+                                f"({_reason(causes)}); it may answer later", temporary=True)
 
 
 def _quiet_resolve(auth: Any, key: str) -> Any:
