@@ -14,7 +14,6 @@ the daemon exits; a second signal also cancels health waits in progress, which r
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import resource
 import signal
@@ -33,6 +32,7 @@ from gitops.daemon.status import pending_plan, status_document
 from gitops.engine.reconciler import PassResult, Reconciler
 from gitops.errors import HostError
 from gitops.hosts.docker import DockerHost
+from gitops.hosts.registry import is_loopback
 from gitops.log import get_logger
 
 
@@ -356,19 +356,10 @@ class EventWatch:
 
 def exposure_warning(host: str, *, token: bool) -> str | None:
     """What to warn about when the web page, /status and /metrics are open to more than this machine."""
-    if token or _is_loopback(host):
+    if token or is_loopback(host):  # a host name (not localhost) may resolve anywhere
         return None
     return (f"listening on {host} without a status token: anyone who reaches the port can read the web page, "
             "/status and /metrics; set --status-token-file or GITOPS_STATUS_TOKEN")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name (other than localhost) may resolve anywhere
 
 
 FD_OVERHEAD = 32  # the listener, the event loop's own descriptors, log files

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import collections
 import email.utils
-import ipaddress
 import json
 import math
 import random
@@ -64,6 +63,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import requests.auth
 
+from gitops.hosts.registry import is_loopback
 from gitops.log import get_logger
 from gitops.source import redact
 
@@ -145,18 +145,9 @@ def _check_http_url(url: str, what: str, *, allow_path: bool, allow_http: bool =
         raise ValueError(f"{what} {_shown(redact(url))} must be an https:// URL")
     if parts.username or parts.password or parts.query or parts.fragment or (parts.path and not allow_path):
         raise ValueError(f"{what} {_shown(redact(url))} must have no user, password, query or fragment")
-    if parts.scheme == "http" and not allow_http and not _loopback(parts.hostname):
+    if parts.scheme == "http" and not allow_http and not is_loopback(parts.hostname or ""):
         raise ValueError(f"{what} {_shown(redact(url))} must use https:// (the token would travel in clear); "
                          "plain http:// only on a loopback address")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _token_problem(token: str) -> str:
