@@ -41,12 +41,12 @@ def _served(docker_client, project: str) -> list[tuple[str, str]]:
     import docker.errors
 
     out = []
-    for c in docker_client.containers.list(filters={"label": f"io.gitops.project={project}"}):
-        try:
+    try:  # docker-py inspects each listed container: one removed meanwhile (a rollout step) is a 404
+        for c in docker_client.containers.list(filters={"label": f"io.gitops.project={project}"}):
             page = c.exec_run(["cat", "/www/index.html"]).output.decode().strip()
-        except docker.errors.APIError:  # removed or stopped between the list and the exec: a rollout step
-            return [("(changing)", "")]
-        out.append((c.attrs["Config"]["Image"], page))
+            out.append((c.attrs["Config"]["Image"], page))
+    except docker.errors.APIError:  # removed or stopped between the list and the exec: a rollout in progress
+        return [("(changing)", "")]
     return sorted(out)
 
 
