@@ -242,6 +242,9 @@ class ServiceSpec:
     stop_grace_period: float = 10.0
     replicas: int = 1
     hosts: tuple[str, ...] = ()  # placement, resolved to host names
+    # On a Swarm cluster: node labels a task's node must have, and node labels to spread tasks over
+    node_selector: tuple[tuple[str, str], ...] = ()
+    spread: tuple[str, ...] = ()
     healthcheck: HealthCheck | None = None
     update: UpdatePolicy = field(default_factory=UpdatePolicy)
     depends_on: tuple[Dependency, ...] = ()
@@ -337,6 +340,14 @@ class HostSpec:
     tls: TlsConfig | None = None
     insecure: bool = False
     labels: tuple[tuple[str, str], ...] = ()
+    # "swarm": the URL is a manager of a Docker Swarm cluster, and services placed here become Swarm services
+    mode: Literal["engine", "swarm"] = "engine"
+    endpoint_mode: Literal["vip", "dnsrr"] = "vip"  # swarm only: how tasks are reached on their networks
+    publish_mode: Literal["ingress", "host"] = "ingress"  # swarm only: the routing mesh, or each task's node
+
+    @property
+    def swarm(self) -> bool:
+        return self.mode == "swarm"
 
 
 @dataclass(frozen=True)
@@ -480,10 +491,33 @@ class ObservedObject:
     """A managed network or volume."""
 
     host: str
-    kind: Literal["network", "volume"]
-    name: str  # manifest name
+    kind: Literal["network", "volume", "secret", "config"]  # secret/config: a Swarm one a service mounts
+    name: str  # manifest name; for a Swarm secret or config, the service it was made for
     docker_name: str
     spec_hash: str = ""
+    id: str = ""  # Swarm secrets and configs: their id
+
+
+@dataclass(frozen=True)
+class ObservedSwarmService:
+    """A project's service on a Swarm cluster, as one list call (and one of tasks) shows it."""
+
+    host: str  # the cluster (a Host with mode: swarm)
+    id: str
+    name: str  # the Swarm service's name
+    service: str  # the gitops service
+    version: int  # Swarm's object version, which an update must name
+    spec_hash: str  # LABEL_SPEC_HASH: the container settings' hash
+    swarm_hash: str  # LABEL_SWARM_HASH as gitops wrote it: the whole Swarm spec's
+    revision: str
+    spec_json: str = ""  # LABEL_SPEC: the canonical spec, for field-level diffs
+    hand_changed: bool = False  # the spec read back hashes otherwise than gitops sent it (docker service update)
+    update_state: str = ""  # "" (never updated) | updating | paused | completed | rollback_started | ...
+    update_message: str = ""
+    replicas: int = 0  # desired
+    running: int = 0  # tasks running on the service's current spec
+    task_error: str = ""  # the newest error of a task that is not running
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -494,6 +528,9 @@ class HostObservation:
     containers: tuple[ObservedContainer, ...] = ()
     networks: tuple[ObservedObject, ...] = ()
     volumes: tuple[ObservedObject, ...] = ()
+    swarm: bool = False  # a Swarm cluster: its services, secrets and configs instead of containers
+    services: tuple[ObservedSwarmService, ...] = ()
+    files: tuple[ObservedObject, ...] = ()  # the project's Swarm secrets and configs
 
 
 @dataclass(frozen=True)
@@ -507,6 +544,7 @@ class ObservedState:
         return None
 
 
+LABEL_FILE_TARGET = LABEL_PREFIX + "file-target"  # a Swarm secret or config: the path it is mounted at
 LABEL_DEPENDS_ON = LABEL_PREFIX + "depends-on"  # comma-separated, so prune can order removals
 # "name=hash,..." of the Network manifests a container was attached under: a changed network shows in
 # the list call without listing networks. Not part of the container's spec hash.
@@ -592,5 +630,9 @@ def observed_from_dict(data: dict[str, Any]) -> ObservedState:
                            for c in h.get("containers", []))
         networks = tuple(ObservedObject(**o) for o in h.get("networks", []))
         volumes = tuple(ObservedObject(**o) for o in h.get("volumes", []))
-        hosts.append(HostObservation(h["host"], h["reachable"], h.get("error", ""), containers, networks, volumes))
+        services = tuple(ObservedSwarmService(**{**o, "depends_on": tuple(o.get("depends_on", ()))})
+                         for o in h.get("services", []))
+        files = tuple(ObservedObject(**o) for o in h.get("files", []))
+        hosts.append(HostObservation(h["host"], h["reachable"], h.get("error", ""), containers, networks, volumes,
+                                     bool(h.get("swarm", False)), services, files))
     return ObservedState(tuple(hosts))

@@ -20,6 +20,7 @@ Action = Literal["create", "update", "remove", "noop"]
 OpKind = Literal[
     "pull", "adopt", "create", "start", "wait_healthy", "stop", "remove",
     "network_create", "volume_create", "volume_remove",
+    "service_create", "service_update", "wait_converged", "service_remove",  # Swarm services
 ]
 
 PLAN_FORMAT = 1
@@ -62,11 +63,22 @@ class VolumeArgs:
     name: str
 
 
-OpArgs = PullArgs | CreateArgs | ContainerRef | RemoveArgs | NetworkArgs | VolumeArgs
+@dataclass(frozen=True)
+class SwarmArgs:
+    """A Swarm service's ops: the gitops service, and the Swarm service's id and version when it exists (an
+    update names the version it was planned against: Swarm refuses it if the service changed since)."""
+
+    service: str
+    id: str = ""
+    version: int = 0
+
+
+OpArgs = PullArgs | CreateArgs | ContainerRef | RemoveArgs | NetworkArgs | VolumeArgs | SwarmArgs
 ARGS_OF: dict[str, type[OpArgs]] = {
     "pull": PullArgs, "create": CreateArgs, "adopt": ContainerRef, "start": ContainerRef, "stop": ContainerRef,
     "wait_healthy": ContainerRef, "remove": RemoveArgs, "network_create": NetworkArgs, "volume_create": VolumeArgs,
-    "volume_remove": VolumeArgs,
+    "volume_remove": VolumeArgs, "service_create": SwarmArgs, "service_update": SwarmArgs,
+    "wait_converged": SwarmArgs, "service_remove": SwarmArgs,
 }
 
 

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.core.model import (
+    LABEL_SPEC,
     DesiredState,
     HostObservation,
+    HostSpec,
     Instance,
     ObservedContainer,
     ObservedState,
+    ObservedSwarmService,
     ServiceSpec,
     canonical_json,
     container_name,
@@ -39,8 +42,10 @@ from gitops.core.plan import (
     PullArgs,
     RemoveArgs,
     Step,
+    SwarmArgs,
     VolumeArgs,
 )
+from gitops.core.swarm import LABEL_SWARM_HASH, swarm_service_spec
 from gitops.errors import GitopsError
 
 
@@ -71,15 +76,22 @@ def desired_fingerprint(desired: DesiredState) -> str:
         "volumes": {v.name: [v.driver, list(v.options), v.remove] for v in desired.volumes},
         "hosts": {h.name: h.url for h in desired.hosts},
     }
+    swarm = {s.name: [list(s.node_selector), list(s.spread)] for s in desired.services if s.node_selector or s.spread}
+    if swarm or any(h.swarm for h in desired.hosts):  # only then: older fingerprints stay as they were
+        parts["swarm"] = {"services": swarm, "hosts": {h.name: [h.mode, h.endpoint_mode, h.publish_mode]
+                                                       for h in desired.hosts if h.swarm}}
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
 
 
 def observed_fingerprint(observed: ObservedState) -> str:
     parts = []
     for host in sorted(observed.hosts, key=lambda h: h.host):
-        parts.append([host.host, host.reachable,
-                      sorted([c.id, c.spec_hash, c.state] for c in host.containers),
-                      sorted(n.docker_name for n in host.networks), sorted(v.docker_name for v in host.volumes)])
+        part = [host.host, host.reachable,
+                sorted([c.id, c.spec_hash, c.state] for c in host.containers),
+                sorted(n.docker_name for n in host.networks), sorted(v.docker_name for v in host.volumes)]
+        if host.swarm:
+            part.append(sorted([s.id, s.version, s.swarm_hash, s.hand_changed] for s in host.services))
+        parts.append(part)
     return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
 
 
@@ -151,6 +163,31 @@ def compare_specs(old_json: str, new: ServiceSpec, *,
         is_secret = path in secrets or _is_digest(a) or _is_digest(b)
         changes.append(FieldChange(path, None if is_secret else a, None if is_secret else b, secret=is_secret))
     return tuple(changes), rekeyed
+
+
+def swarm_changes(old_json: str, new_spec: dict[str, Any], svc: ServiceSpec) -> tuple[FieldChange, ...]:
+    """What differs between a Swarm service's recorded spec (its LABEL_SPEC) and the one gitops would send: the
+    container settings as for a container, plus replicas, placement, update policy and endpoint. Secret values are
+    never shown."""
+    try:
+        old = json.loads(old_json) if old_json else None
+        new = json.loads(new_spec["Labels"][LABEL_SPEC])
+    except ValueError:
+        old = new = None
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return (FieldChange("spec", None, None, secret=True),)
+    flat_old: dict[str, Any] = {}
+    flat_new: dict[str, Any] = {}
+    _flatten(old, "", flat_old)
+    _flatten(new, "", flat_new)
+    secrets = {f"env.{e.name}" for e in svc.env if e.secret} | {f"files.{f.target}" for f in svc.files if f.secret}
+    changes = []
+    for path in sorted(set(flat_old) | set(flat_new)):
+        a, b = flat_old.get(path), flat_new.get(path)
+        if a != b:
+            hidden = path in secrets or _is_digest(a) or _is_digest(b)
+            changes.append(FieldChange(path, None if hidden else a, None if hidden else b, secret=hidden))
+    return tuple(changes)
 
 
 # --- the planner --------------------------------------------------------------------------------------
@@ -226,13 +263,18 @@ class _Planner:
             for c in host.containers:
                 self.slots[(c.service, c.host, c.slot)].append(c)
                 self.by_service[c.service].append(c)
+        self.clusters = {h.name: h for h in desired.hosts if h.swarm}
+        self.swarm_by_service: dict[str, list[ObservedSwarmService]] = defaultdict(list)
+        for host in observed.hosts:
+            for found in host.services:
+                self.swarm_by_service[found.service].append(found)
         self.infra_steps: dict[tuple[str, str, str], str] = {}  # (kind, name, host) -> step id
         self.service_steps: dict[str, list[str]] = defaultdict(list)  # service -> create/update step ids
         self.rekeyed = 0  # containers recreated because their secret digests were made under another key
 
     def run(self) -> Plan:
         declared = {s.name for s in self.desired.services}
-        undeclared = sorted(set(self.by_service) - declared)
+        undeclared = sorted((set(self.by_service) | set(self.swarm_by_service)) - declared)
         if not self.desired.services and undeclared and self.desired.project.prune and not self.options.allow_empty:
             raise PlanError(
                 "the manifests declare no service, so pruning would remove every container of project "
@@ -272,7 +314,8 @@ class _Planner:
                     needs[("network", net.name)] |= hosts
             for mount in svc.mounts:
                 if mount.type == "volume" and not mount.external:
-                    needs[("volume", mount.source)] |= hosts
+                    # on a Swarm cluster, each node makes a volume when a task that mounts it starts there
+                    needs[("volume", mount.source)] |= {h for h in hosts if h not in self.clusters}
         networks = {n.name: n for n in self.desired.networks}
         for (kind, name), hosts in sorted(needs.items()):
             docker_name = object_name(self.project, name)
@@ -314,6 +357,18 @@ class _Planner:
 
     # -- services --------------------------------------------------------------------------------------
     def service(self, svc: ServiceSpec) -> None:
+        cluster = self.clusters.get(svc.hosts[0]) if len(svc.hosts) == 1 else None
+        moved = [s for s in self.swarm_by_service.get(svc.name, []) if cluster is None or s.host != cluster.name]
+        if cluster is not None:
+            self.swarm_service(svc, cluster)
+        else:
+            self.container_service(svc)
+        for found in moved:  # it ran on a cluster it is no longer placed on
+            if found.host in self.reachable:
+                self.steps.append(self._swarm_removal(found, f"no longer placed on {found.host}",
+                                                      tuple(self.service_steps.get(svc.name, []))))
+
+    def container_service(self, svc: ServiceSpec) -> None:
         wanted = self.desired.instances(svc)
         wanted_keys = {(i.host, i.slot) for i in wanted}
         pull = Op("pull", svc.run_image, PullArgs(svc.pull_policy))
@@ -340,6 +395,70 @@ class _Planner:
             removals.append(self._removal(c, reason, tuple(created)))
         self.steps += removals
         self.service_steps[svc.name] = created
+
+    # -- services on a Swarm cluster: one Swarm service each, updated in place by Swarm ------------------------
+    def swarm_service(self, svc: ServiceSpec, cluster: HostSpec) -> None:
+        self.service_steps[svc.name] = []
+        if cluster.name not in self.reachable:
+            return
+        obs = self.observed.host(cluster.name)
+        assert obs is not None
+        spec, notes = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster)
+        name = spec["Name"]
+        found = sorted((s for s in obs.services if s.service == svc.name), key=lambda s: (s.name != name, s.name))
+        step_id = f"service/{svc.name}@{cluster.name}"
+        deps = tuple(sorted(set(self._infra_deps(svc, cluster.name)) | set(self._dependency_steps(svc))))
+        for extra in found[1:]:  # a second Swarm service claiming the same gitops service: not ours to keep
+            self.steps.append(self._swarm_removal(extra, "a second Swarm service of this service", (step_id,)))
+        args = SwarmArgs(svc.name)
+        if not found:
+            self.warnings.extend(notes)
+            self.steps.append(Step(step_id, cluster.name, "service", svc.name, "create", "new Swarm service",
+                                   depends_on=deps, ops=(Op("service_create", name, args),
+                                                         Op("wait_converged", name, args))))
+            self.service_steps[svc.name] = [step_id]
+            return
+        current = found[0]
+        wanted_hash = spec["Labels"][LABEL_SWARM_HASH]
+        if current.swarm_hash == wanted_hash and not current.hand_changed:
+            reason = "up to date"
+            if current.running < current.replicas:
+                reason = f"up to date; {current.running} of {current.replicas} tasks running (Swarm places them)"
+                self.warnings.append(f"{svc.name} on {cluster.name}: {current.running} of {current.replicas} tasks "
+                                     "running; Swarm reschedules them itself" +
+                                     (f" (last task error: {current.task_error})" if current.task_error else ""))
+            if current.update_state in ("paused", "rollback_paused"):
+                self.warnings.append(f"{svc.name} on {cluster.name}: Swarm {current.update_state.replace('_', ' ')} "
+                                     f"its last update: {current.update_message or 'no reason given'}")
+            self.steps.append(Step(step_id, cluster.name, "service", svc.name, "noop", reason))
+            return
+        args = SwarmArgs(svc.name, current.id, current.version)
+        ops = (Op("service_update", name, args), Op("wait_converged", name, args))
+        if current.swarm_hash == wanted_hash:  # the declared spec, changed since by hand
+            if not svc.self_heal:
+                self.warnings.append(f"{svc.name} on {cluster.name}: changed by hand (docker service update) "
+                                     "(drift; selfHeal is off, so it is only reported)")
+                self.steps.append(Step(step_id, cluster.name, "service", svc.name, "noop",
+                                       "changed by hand (selfHeal off)", finding=Finding.SELF_HEAL_OFF))
+                return
+            self.steps.append(Step(step_id, cluster.name, "service", svc.name, "update",
+                                   "Swarm service changed by hand (docker service update); putting the declared "
+                                   "spec back", changes=(FieldChange("spec", "by-hand", "declared"),),
+                                   depends_on=deps, ops=ops, finding=Finding.REPLACED_BY_HAND))
+            self.service_steps[svc.name] = [step_id]
+            return
+        self.warnings.extend(notes)
+        changes = swarm_changes(current.spec_json, spec, svc)
+        what = ", ".join(c.path for c in changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+        self.steps.append(Step(step_id, cluster.name, "service", svc.name, "update",
+                               f"{svc.update.order} rolling update by Swarm ({what or 'spec'} changed)",
+                               changes=changes, depends_on=deps, ops=ops))
+        self.service_steps[svc.name] = [step_id]
+
+    def _swarm_removal(self, found: ObservedSwarmService, reason: str, after: tuple[str, ...]) -> Step:
+        return Step(f"service/{found.service}@{found.host}/remove/{found.name}", found.host, "service", found.service,
+                    "remove", reason, depends_on=after,
+                    ops=(Op("service_remove", found.name, SwarmArgs(found.service, found.id, found.version)),))
 
     def _host_of(self, svc: ServiceSpec, slot: int) -> str:
         return svc.hosts[slot % len(svc.hosts)] if svc.hosts else "no host"
@@ -452,8 +571,11 @@ class _Planner:
         # Reverse dependency order: a service is removed only after the services that depend on it.
         dependents: dict[str, set[str]] = defaultdict(set)
         for name in undeclared:
-            for c in self.by_service[name]:
+            for c in self.by_service.get(name, []):
                 for dep in c.depends_on:
+                    dependents[dep].add(name)
+            for found in self.swarm_by_service.get(name, []):
+                for dep in found.depends_on:
                     dependents[dep].add(name)
         ids: dict[str, list[str]] = defaultdict(list)
         pending = list(undeclared)
@@ -463,8 +585,11 @@ class _Planner:
             for name in sorted(ready):
                 after = tuple(sorted(i for d in dependents.get(name, ()) for i in ids[d]))
                 steps = [self._removal(c, "service no longer declared (prune is on)", after)
-                         for c in sorted(self.by_service[name], key=lambda c: (c.host, c.slot, c.name))
+                         for c in sorted(self.by_service.get(name, []), key=lambda c: (c.host, c.slot, c.name))
                          if c.host in self.reachable]
+                steps += [self._swarm_removal(found, "service no longer declared (prune is on)", after)
+                          for found in sorted(self.swarm_by_service.get(name, []), key=lambda f: (f.host, f.name))
+                          if found.host in self.reachable]
                 steps_of[name] = steps
                 ids[name] = [s.id for s in steps]
                 pending.remove(name)

@@ -1,14 +1,17 @@
 """A gitops Service as a Docker Swarm service: the ServiceSpec the Engine API takes (``POST /services/create``,
 ``POST /services/{id}/update``), built from a ServiceSpec. Pure: no docker, no clock.
 
-This is the mapping issue 13 needs before a Swarm cluster can be a Host (``mode: swarm``); the driver that
-sends it and follows the rollout is not written yet, so nothing calls this module outside its tests.
+A Host with ``mode: swarm`` is a cluster: the planner compares this spec's hash with the one each Swarm service
+carries, and gitops.hosts.swarm sends it and follows the rollout.
 
 What Swarm does differently from gitops' own rollouts, and what this module does about it:
 - Swarm's automatic rollback only fires when a task fails within ``Monitor``; a health check that needs
   longer (start period + retries x (interval + timeout)) would pass the update before it could fail. The
   monitor is raised to that window, and a note says so (the plan shows it).
 - gitops' ``minHealthyTime`` is the time a new task must stay healthy: it is the floor of the monitor.
+- Repository files (``files``, compose ``secrets:``) become Swarm secrets (secret files) and configs (plain ones),
+  named by a digest of their target and content: Swarm cannot change either in place, so a new content is a new
+  object, the service moves to it in a rolling update, and the old one is removed once no service uses it.
 - Health checks run inside each task (``exec``); gitops' ``http``/``tcp`` probes go through a container's
   published host port, which a Swarm task does not have, so they are refused here.
 - Replicas, placement and the update policy are part of the Swarm spec (changing them updates the service in
@@ -23,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops.core.model import (
+    LABEL_DEPENDS_ON,
+    LABEL_FILE_TARGET,
+    LABEL_KEY_ID,
     LABEL_KIND,
     LABEL_MANAGED,
     LABEL_PROJECT,
@@ -31,8 +37,11 @@ from gitops.core.model import (
     LABEL_SPEC,
     LABEL_SPEC_HASH,
     HealthCheck,
+    HostSpec,
+    RepoFile,
     ServiceSpec,
     canonical_json,
+    object_name,
 )
 
 NS = 1_000_000_000  # the Engine API counts durations in nanoseconds
@@ -50,6 +59,51 @@ class Placement:
 
     constraints: tuple[str, ...] = ()
     spread: tuple[str, ...] = ()  # node label names: tasks spread evenly over their values
+
+
+def check_swarm_service(svc: ServiceSpec) -> None:
+    """Raises SwarmSpecError for a setting a Swarm service cannot have (what validate reports)."""
+    _refuse_engine_only(svc)
+    if svc.healthcheck is not None:
+        _healthcheck(svc.healthcheck, svc.name)
+
+
+def swarm_service_name(project: str, service: str) -> str:
+    """The Swarm service's name, as `docker stack deploy` names a stack's services."""
+    return f"{project}_{service}"
+
+
+def swarm_placement(svc: ServiceSpec) -> Placement:
+    return Placement(tuple(f"node.labels.{k}=={v}" for k, v in svc.node_selector), svc.spread)
+
+
+@dataclass(frozen=True)
+class SwarmFile:
+    """A repository file as a Swarm secret (secret files) or config (plain ones), named by its content."""
+
+    kind: str  # "secret" | "config"
+    name: str  # content-addressed: a changed file is another object
+    target: str
+    mode: int
+    file: RepoFile
+
+
+def swarm_files(project: str, svc: ServiceSpec) -> tuple[SwarmFile, ...]:
+    """The secrets and configs ``svc`` mounts. A secret's name carries its keyed digest (never a plain hash of the
+    value: names are listed by anyone who can list secrets); a config's, a hash of its target and content."""
+    out = []
+    for f in svc.files:
+        if f.secret:
+            tag = f.digest.partition(":")[2][:12]
+        else:
+            tag = hashlib.sha256(f.target.encode() + b"\0" + f.content).hexdigest()[:12]
+        out.append(SwarmFile("secret" if f.secret else "config", f"{project}_{svc.name}_{tag}", f.target, f.mode, f))
+    return tuple(out)
+
+
+def file_labels(project: str, svc: ServiceSpec, item: SwarmFile) -> dict[str, str]:
+    return {LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_KIND: f"swarm-{item.kind}",
+            LABEL_SERVICE: svc.name, LABEL_FILE_TARGET: item.target}
 
 
 def health_window(hc: HealthCheck) -> float:
@@ -97,8 +151,6 @@ def _refuse_engine_only(svc: ServiceSpec) -> None:
         problems.append("devices")
     if svc.security_opt:
         problems.append("securityOpt")
-    if svc.files:
-        problems.append("files (deliver them as Swarm configs or secrets)")
     if any(p.host_ip for p in svc.ports):
         problems.append("ports with hostIp (the routing mesh publishes on every node)")
     if problems:
@@ -123,18 +175,27 @@ def _update_config(svc: ServiceSpec, monitor: float, *, rollback: bool = False) 
             "Monitor": _ns(monitor), "MaxFailureRatio": 0, "Order": svc.update.order}
 
 
-def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: str,
-                       networks: dict[str, str] | None = None, volumes: dict[str, str] | None = None,
-                       placement: Placement = Placement()) -> tuple[dict[str, Any], tuple[str, ...]]:
+def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: str = "",
+                       host: HostSpec | None = None, networks: dict[str, str] | None = None,
+                       volumes: dict[str, str] | None = None,
+                       placement: Placement | None = None) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The Swarm ServiceSpec for ``svc``, and notes for the plan (a raised monitor).
 
-    ``networks``: manifest network name -> Docker network name (overlay networks the project made, or
-    external ones); ``volumes``: manifest volume name -> Docker volume name. Raises SwarmSpecError for a
-    setting a Swarm service cannot have.
+    ``host``: the cluster (its endpoint and publish modes). ``networks``: manifest network name -> Docker
+    network name, and ``volumes`` likewise; by default the project's own (``object_name``) or the external
+    ones. ``placement``: by default from the service's nodeSelector and spread. Secrets and configs are named
+    by SecretName only: the driver adds the ids Swarm gave them. Raises SwarmSpecError for a setting a Swarm
+    service cannot have.
     """
-    _refuse_engine_only(svc)
-    networks = networks or {}
-    volumes = volumes or {}
+    check_swarm_service(svc)
+    name = name or swarm_service_name(project, svc.name)
+    networks = networks if networks is not None else {
+        n.name: n.external or object_name(project, n.name) for n in svc.networks}
+    volumes = volumes if volumes is not None else {
+        m.source: m.external or object_name(project, m.source) for m in svc.mounts if m.type == "volume"}
+    placement = placement if placement is not None else swarm_placement(svc)
+    endpoint_mode = host.endpoint_mode if host is not None else "vip"
+    publish_mode = host.publish_mode if host is not None else "ingress"
     monitor, note = monitor_seconds(svc)
     container: dict[str, Any] = {
         "Image": svc.run_image,
@@ -159,6 +220,12 @@ def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: s
         container["CapabilityDrop"] = sorted(svc.cap_drop)
     if svc.healthcheck is not None:
         container["Healthcheck"] = _healthcheck(svc.healthcheck, svc.name)
+    files = swarm_files(project, svc)
+    for kind, key in (("secret", "Secrets"), ("config", "Configs")):
+        refs = [{"File": {"Name": f.target, "UID": "0", "GID": "0", "Mode": f.mode}, f"{kind.title()}Name": f.name}
+                for f in files if f.kind == kind]
+        if refs:
+            container[key] = refs
     resources: dict[str, Any] = {}
     limits = {k: v for k, v in (("NanoCPUs", int(svc.cpus * NS) if svc.cpus else None),
                                 ("MemoryBytes", svc.memory)) if v}
@@ -179,23 +246,28 @@ def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: s
     canonical = {**svc.container_config(), "replicas": svc.replicas, "placement": {
         "constraints": list(placement.constraints), "spread": list(placement.spread)},
         "update": {"parallelism": svc.update.parallelism, "order": svc.update.order,
-                   "failureAction": svc.update.failure_action, "monitor": monitor}}
+                   "failureAction": svc.update.failure_action, "monitor": monitor},
+        "endpoint": {"mode": endpoint_mode, "publish": publish_mode}}
     spec: dict[str, Any] = {
         "Name": name,
         "Labels": {
             LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_KIND: "swarm-service", LABEL_SERVICE: svc.name,
             LABEL_REVISION: revision, LABEL_SPEC_HASH: svc.spec_hash, LABEL_SPEC: canonical_json(canonical),
+            LABEL_DEPENDS_ON: ",".join(sorted({d.service for d in svc.depends_on})),
+            **({LABEL_KEY_ID: svc.secret_key_id} if svc.secret_key_id else {}),
             **dict(svc.labels),
         },
         "TaskTemplate": task,
         "Mode": {"Replicated": {"Replicas": svc.replicas}},
         "UpdateConfig": _update_config(svc, monitor),
         "RollbackConfig": _update_config(svc, monitor, rollback=True),
-        "EndpointSpec": {"Mode": "vip", "Ports": [
-            {"Protocol": p.protocol, "TargetPort": p.container, "PublishMode": "ingress",
+        "EndpointSpec": {"Mode": endpoint_mode, "Ports": [
+            {"Protocol": p.protocol, "TargetPort": p.container, "PublishMode": publish_mode,
              **({"PublishedPort": p.host} if p.host else {})} for p in svc.ports]},
     }
-    spec["Labels"].update({LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_SERVICE: svc.name})  # gitops' win
+    spec["Labels"].update({LABEL_MANAGED: "true", LABEL_PROJECT: project, LABEL_SERVICE: svc.name,  # gitops' win
+                           LABEL_KIND: "swarm-service", LABEL_REVISION: revision, LABEL_SPEC_HASH: svc.spec_hash,
+                           LABEL_SPEC: canonical_json(canonical)})
     secrets = {e.name: e.digest for e in svc.env if e.secret}
     spec["Labels"][LABEL_SWARM_HASH] = swarm_hash(spec, lambda name, value: secrets.get(name, value))
     return spec, (note,) if note else ()
@@ -207,7 +279,8 @@ def swarm_hash(spec: dict[str, Any], env_value: Callable[[str, str], str]) -> st
 
     ``env_value(name, value)`` gives what stands for each variable: a secret's keyed digest (SecretKey), so
     that the label, which anyone who can list services reads, cannot confirm a guessed secret."""
-    labels = {k: v for k, v in spec.get("Labels", {}).items() if k != LABEL_SWARM_HASH}
+    # the revision label is left out: a new commit that changes nothing of a service does not update it
+    labels = {k: v for k, v in spec.get("Labels", {}).items() if k not in (LABEL_SWARM_HASH, LABEL_REVISION)}
     task = dict(spec.get("TaskTemplate") or {})
     container = dict(task.get("ContainerSpec") or {})
     env = []

@@ -314,7 +314,7 @@ class EventWatch:
         if desired is None or self.stop_event.is_set():
             return
         for spec in desired.hosts:
-            if spec.name in self._threads:
+            if spec.name in self._threads or spec.swarm:  # a Swarm service's drift is seen by each pass's list call
                 continue
             host = DockerHost(spec)
             thread = threading.Thread(target=self._watch, args=(host, desired.project.name), daemon=True,

@@ -75,7 +75,7 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
                                                                          good[1] == svc.spec_hash else "")
         failed = bool(record) and outcome not in ("", "converged")
         found = (record.details.get(svc.name) if record and failed else None) or {}
-        services.append({
+        entry: dict[str, Any] = {
             "name": svc.name,
             "desired_revision": desired.revision if desired else "",
             "desired_spec_hash": svc.spec_hash,
@@ -98,7 +98,23 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "logs": found.get("logs", ""),
             "last_good_revision": good[0] if good else "",
             "pinned_to": pins[svc.name][0] if svc.name in pins else "",
-        })
+        }
+        tasks = [s for h in (observed.hosts if observed else ()) for s in h.services if s.service == svc.name]
+        if tasks:  # a Swarm service: Swarm runs its tasks, counted from the one list call of tasks
+            found_service = tasks[0]
+            current = found_service.spec_hash == svc.spec_hash and not found_service.hand_changed
+            entry["running_image_digests"] = [d for d in [spec_image(found_service.spec_json)[1]] if d]
+            entry["running_revisions"] = [found_service.revision] if found_service.running else []
+            entry["replicas"] = {"desired": svc.replicas, "running": found_service.running,
+                                 "healthy": found_service.running,
+                                 "up_to_date": found_service.running if current else 0,
+                                 "changed_by_hand": int(found_service.hand_changed), "restarting": 0,
+                                 "stopped": max(0, found_service.replicas - found_service.running)}
+            entry["swarm"] = {"cluster": found_service.host, "service": found_service.name,
+                              "update_state": found_service.update_state,
+                              "update_message": found_service.update_message,
+                              "task_error": found_service.task_error}
+        services.append(entry)
     hosts = [{"name": h.host, "reachable": h.reachable, "error": h.error} for h in (observed.hosts if observed else ())]
     return {
         "format": STATUS_FORMAT,

@@ -34,6 +34,7 @@ project's ownership labels and the step's service, whatever the plan names (SECU
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -43,13 +44,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, ParamSpec, TypeVar
 
 from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_SERVICE, DesiredState, ServiceSpec
-from gitops.core.plan import CreateArgs, Op, Plan, RemoveArgs, Step
+from gitops.core.plan import CreateArgs, Op, Plan, RemoveArgs, Step, SwarmArgs
 from gitops.core.ports import Host
+from gitops.core.swarm import monitor_seconds, swarm_service_spec
 from gitops.engine.health import HealthFailure, wait_healthy
 from gitops.engine.schedule import Level, Unit, UnitKind, Verdict, readiness, schedule
 from gitops.errors import HostError, NotFound
 from gitops.failpoints import failpoint
 from gitops.hosts.docker import host_text
+from gitops.hosts.swarm import SwarmCluster
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
 EventHook = Callable[[str, str, str], None]  # (step id, status, message)
@@ -349,10 +352,97 @@ class Executor:
         grace = self._grace(step.name)
         for op in step.ops:
             ref = op.ref
-            if op.kind == "stop":
+            if op.kind == "service_remove":
+                self._swarm_remove(step, op)
+            elif op.kind == "stop":
                 self._stop(step, op.container, ref, grace)
             elif op.kind == "remove":
                 self._remove(step, op.container, ref)
+
+    # -- Swarm services: Swarm rolls the tasks; gitops sends the spec and follows the rollout to its end ---------
+    def _cluster(self, step: Step) -> SwarmCluster:
+        host = self.hosts[step.host]
+        if not isinstance(host, SwarmCluster):
+            raise HostError(step.host, f"{step.label}: the plan has a Swarm service on {step.host}, which is not a "
+                            "Swarm cluster (Host mode: swarm)")
+        return host
+
+    def _swarm_remove(self, step: Step, op: Op) -> None:
+        """Remove a Swarm service, once it is known to carry the project's labels and the step's service."""
+        cluster = self._cluster(step)
+        assert isinstance(op.args, SwarmArgs)
+        try:
+            info = self._call(cluster.inspect_service, op.args.id or op.container)
+        except NotFound:
+            return
+        labels = (info.get("Spec") or {}).get("Labels") or {}
+        wanted = {LABEL_MANAGED: "true", LABEL_PROJECT: self.project, LABEL_SERVICE: step.name}
+        if any(labels.get(k) != v for k, v in wanted.items()):
+            raise HostError(step.host, f"refusing to remove Swarm service {host_text(op.container)}: it is not "
+                            f"service {step.name} of project {self.project}; gitops never touches a service it "
+                            "does not manage")
+        self._call(cluster.remove_service, str(info["ID"]))
+        self._call(cluster.remove_unused_files, self.project)
+
+    def _swarm_service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult,
+                       all_running: Callable[[], None], all_healthy: Callable[[], None]) -> bool:
+        started = time.monotonic()
+        (step,) = [s for s in steps if s.action in ("create", "update")]
+        removals = [s for s in steps if s.action == "remove"]
+        self.on_event(step.id, "running", step.reason)
+        try:
+            cluster = self._cluster(step)
+            spec, _ = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster.spec)
+            auth = cluster.registry_auth(svc.run_image)
+            service_id = ""
+            for op in step.ops:
+                assert isinstance(op.args, SwarmArgs)
+                if op.kind == "service_create":
+                    service_id = self._call(cluster.create_service, spec, auth=auth, project=self.project, svc=svc)
+                elif op.kind == "service_update":
+                    service_id = op.args.id
+                    self._own_service(cluster, step, service_id)
+                    self._call(cluster.update_service, service_id, op.args.version, spec, auth=auth,
+                               project=self.project, svc=svc)
+        except Exception as exc:  # noqa: BLE001 - the service did not start its rollout: nothing to put back
+            message = f"{step.label} on {step.host}: {_why(exc)}"
+            self._record(result, step, "failed", message)
+            self._skip(removals, result, "skipped: the service's update did not start")
+            temporary = isinstance(exc, HostError) and exc.temporary
+            result.services[svc.name] = ServiceOutcome(svc.name, "failed", message, temporary=temporary)
+            return False
+        batches = -(-max(1, svc.replicas) // max(1, svc.update.parallelism))
+        monitor, _ = monitor_seconds(svc)
+        deadline = time.monotonic() + batches * (svc.update.healthy_deadline + monitor + svc.stop_grace_period)
+        done = cluster.converge(service_id, deadline=deadline, cancel=self.cancel)
+        if not done.ok:
+            message = f"{step.label} on {step.host}: {done.message}"
+            if done.task_errors:
+                message += f" ({'; '.join(done.task_errors)})"
+            status: Literal["rolled_back", "paused", "failed"] = (
+                "rolled_back" if done.status == "rolled_back" and step.action == "update" else
+                "paused" if done.status == "paused" else "failed")
+            self._record(result, step, "rolled_back" if status == "rolled_back" else "failed", message)
+            self._skip(removals, result, "skipped: the service did not converge")
+            result.services[svc.name] = ServiceOutcome(svc.name, status, message, done.logs.strip(),
+                                                       "; ".join(done.task_errors))
+            return False
+        all_running()
+        all_healthy()
+        with contextlib.suppress(HostError):  # old secrets and configs: the next pass removes them otherwise
+            self._call(cluster.remove_unused_files, self.project)
+        self._record(result, step, "done", seconds=time.monotonic() - started)
+        ok = self._removals(removals, result) if removals else True
+        result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
+        return ok
+
+    def _own_service(self, cluster: SwarmCluster, step: Step, service_id: str) -> None:
+        info = self._call(cluster.inspect_service, service_id)
+        labels = (info.get("Spec") or {}).get("Labels") or {}
+        wanted = {LABEL_MANAGED: "true", LABEL_PROJECT: self.project, LABEL_SERVICE: step.name}
+        if any(labels.get(k) != v for k, v in wanted.items()):
+            raise HostError(step.host, f"refusing to update Swarm service {host_text(service_id)}: it is not "
+                            f"service {step.name} of project {self.project}")
 
     # -- container actions: only ever on the project's own containers -------------------------------------
     def _own(self, step: Step, ref: str, action: str) -> str | None:
@@ -411,6 +501,8 @@ class Executor:
     # -- services -----------------------------------------------------------------------------------------
     def _service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult,
                  all_running: Callable[[], None], all_healthy: Callable[[], None]) -> bool:
+        if any(op.kind in ("service_create", "service_update") for s in steps for op in s.ops):
+            return self._swarm_service(svc, steps, result, all_running, all_healthy)
         started = time.monotonic()
         creates = [s for s in steps if s.action == "create"]
         updates = sorted((s for s in steps if s.action == "update"), key=lambda s: (s.slot or 0, s.host))

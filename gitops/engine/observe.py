@@ -3,7 +3,7 @@ in parallel, and a settings check (settings_drift) of the containers gitops did 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import replace
@@ -13,13 +13,37 @@ from gitops.core.ports import ApplyRecords, Host
 from gitops.errors import HostError
 from gitops.hosts.docker import DockerHost
 from gitops.hosts.registry import client_for
+from gitops.hosts.swarm import SwarmCluster
 from gitops.state import StateError
 
 
 def connect_hosts(desired: DesiredState, *, timeout: float = 60) -> Mapping[str, Host]:
-    """A DockerHost per host; their pulls send the registries' credentials (one client, made when first used)."""
+    """A DockerHost per host, a SwarmCluster per Swarm cluster; their pulls send the registries' credentials (one
+    client, made when first used)."""
     registries = client_for(desired)
-    return {h.name: DockerHost(h, timeout=timeout, registries=registries) for h in desired.hosts}
+    out: dict[str, Host] = {}
+    for h in desired.hosts:
+        if h.swarm:
+            cluster = SwarmCluster(h, timeout=timeout, registries=registries)
+            cluster.env_value = swarm_env_value(desired)
+            out[h.name] = cluster
+        else:
+            out[h.name] = DockerHost(h, timeout=timeout, registries=registries)
+    return out
+
+
+def swarm_env_value(desired: DesiredState) -> Callable[[str, str, str], str]:
+    """What stands for a variable of a Swarm service in its hand-change hash: for a secret one, its keyed digest
+    when the value read back is the declared one (else a mark that it is not), never the value itself."""
+    secrets = {(s.name, e.name): e for s in desired.services for e in s.env if e.secret}
+
+    def value(service: str, name: str, found: str) -> str:
+        declared = secrets.get((service, name))
+        if declared is None:
+            return found
+        return declared.digest if found == declared.value else "secret:changed"
+
+    return value
 
 
 @contextmanager

@@ -543,9 +543,13 @@ class DockerHost(_LeaseOps):
                     return
                 raise NameConflict(self.name, f"a network named {name} exists and is not managed by project "
                                    f"{project}; gitops never adopts it")
-        self._call(f"create network {name}", self.client.create_network, name, driver=net.driver,
-                   internal=net.internal, attachable=net.attachable, ipam=ipam, labels=labels,
+        driver, attachable = self._network_driver(net)
+        self._call(f"create network {name}", self.client.create_network, name, driver=driver,
+                   internal=net.internal, attachable=attachable, ipam=ipam, labels=labels,
                    check_duplicate=True)
+
+    def _network_driver(self, net: NetworkSpec) -> tuple[str, bool]:
+        return net.driver, net.attachable
 
     def create_volume(self, project: str, vol: VolumeSpec) -> None:
         name = object_name(project, vol.name)

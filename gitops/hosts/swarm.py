@@ -1,9 +1,6 @@
-"""A Docker Swarm cluster, reached through one of its managers: the services of a project, as gitops makes them
-(gitops.core.swarm builds their spec), and the follow-up Swarm itself does not give: waiting until a rollout
-converged, and telling a rollback or a pause from success.
-
-Part of issue 13; the planner and the executor do not use it yet (a Host with ``mode: swarm`` is still refused),
-so only its tests on a real two-node cluster (tests/test_swarm_driver.py) call it.
+"""A Docker Swarm cluster, reached through one of its managers (a Host with ``mode: swarm``): the services of a
+project as gitops makes them (gitops.core.swarm builds their spec), their secrets and configs, and the follow-up
+Swarm itself does not give: waiting until a rollout converged, and telling a rollback or a pause from success.
 
 Swarm reports a rollout in ``UpdateStatus`` (``updating`` -> ``completed``, or ``paused`` /
 ``rollback_started`` -> ``rollback_completed``) and each task's state; a task with a health check stays
@@ -17,32 +14,33 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gitops.core.model import LABEL_MANAGED, LABEL_PROJECT, LABEL_REVISION, LABEL_SERVICE, LABEL_SPEC, LABEL_SPEC_HASH
-from gitops.core.swarm import LABEL_SWARM_HASH, swarm_hash
+from gitops.core.images import parse_image
+from gitops.core.model import (
+    LABEL_DEPENDS_ON,
+    LABEL_KIND,
+    LABEL_MANAGED,
+    LABEL_PROJECT,
+    LABEL_REVISION,
+    LABEL_SERVICE,
+    LABEL_SPEC,
+    LABEL_SPEC_HASH,
+    HostObservation,
+    NetworkSpec,
+    ObservedObject,
+    ObservedSwarmService,
+    ServiceSpec,
+    VolumeSpec,
+)
+from gitops.core.swarm import LABEL_SWARM_HASH, file_labels, swarm_files, swarm_hash
+from gitops.errors import HostError, NotFound
 from gitops.hosts.docker import DockerHost, host_text
 
 POLL = 0.5  # seconds between looks at a rollout; Swarm itself updates task states about as often
-
-
-@dataclass(frozen=True)
-class ObservedSwarmService:
-    """A project's Swarm service as one list call shows it."""
-
-    id: str
-    name: str  # the Swarm service's name
-    service: str  # the gitops service
-    version: int  # Swarm's object version, which an update must name
-    spec_hash: str  # LABEL_SPEC_HASH as gitops wrote it
-    revision: str
-    spec_json: str  # LABEL_SPEC: the canonical spec, for field-level diffs
-    hand_changed: bool  # the spec read back hashes otherwise than gitops sent it (docker service update)
-    update_state: str  # "" (never updated) | updating | paused | completed | rollback_started | ...
-    update_message: str
-    replicas: int
+EnvValue = Callable[[str, str, str], str]  # (service, variable, value) -> what stands for it in the hash
 
 
 @dataclass(frozen=True)
@@ -59,42 +57,178 @@ class Convergence:
         return self.status == "converged"
 
 
+def _plain(service: str, name: str, value: str) -> str:
+    return value
+
+
 class SwarmCluster(DockerHost):
-    """A Swarm manager's Engine API. The calls about containers are the Docker host's; these are the services'."""
+    """A Swarm manager's Engine API. The calls about containers are the Docker host's; these are the services'.
 
-    def observe_services(self, project: str, env_value: Callable[[str, str, str], str]
-                         ) -> tuple[ObservedSwarmService, ...]:
-        """The project's services, in one list call. ``env_value(service, name, value)`` gives what stands for a
-        variable in the hand-change hash: the keyed digest for a secret one (see gitops.core.swarm.swarm_hash)."""
-        listed = self._call("list services", self.client.services,
-                            filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
-        return tuple(self._observed_service(item, env_value) for item in listed)
+    ``env_value`` says what stands for a variable's value in the hand-change hash (see core.swarm.swarm_hash):
+    the engine sets it from the desired state, so that secret values are compared by their keyed digests."""
 
-    def _observed_service(self, item: dict[str, Any], env_value: Callable[[str, str, str], str]
-                          ) -> ObservedSwarmService:
+    env_value: EnvValue = staticmethod(_plain)
+
+    def observe(self, project: str, *, want_networks: Iterable[str] = (),
+                want_volumes: Iterable[str] = ()) -> HostObservation:
+        """The project's Swarm services (one list call), their tasks (one more), networks, secrets and configs.
+        Never raises: an unreachable manager, or an engine that is no Swarm manager, is reported as such."""
+        try:
+            services = self.observe_services(project, self.env_value)
+            networks = self._list_networks(project)
+            files = self._list_files(project)
+        except HostError as exc:
+            return HostObservation(self.name, False, str(exc).removeprefix(f"{self.name}: "), swarm=True)
+        return HostObservation(self.name, True, "", (), tuple(networks), (), True, services, tuple(files))
+
+    def observe_services(self, project: str, env_value: EnvValue = _plain) -> tuple[ObservedSwarmService, ...]:
+        """The project's services, in one list call, and their tasks in one more. ``env_value(service, name,
+        value)`` gives what stands for a variable in the hand-change hash: the keyed digest for a secret one."""
+        try:
+            listed = self._call("list services", self.client.services,
+                                filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
+        except HostError as exc:
+            if "not a swarm manager" in str(exc).lower() or "swarm mode" in str(exc).lower():
+                raise HostError(self.name, "this engine is not a Swarm manager (the Host says mode: swarm): run "
+                                "`docker swarm init` there, or point the Host at a manager") from exc
+            raise
+        tasks: list[dict[str, Any]] = []
+        if listed:
+            tasks = list(self._call("list tasks", self.client.tasks,
+                                    filters={"service": [item["ID"] for item in listed]}))
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
+        return tuple(sorted((self._observed_service(item, env_value, by_service.get(item["ID"], []))
+                             for item in listed), key=lambda o: (o.service, o.name)))
+
+    def _observed_service(self, item: dict[str, Any], env_value: EnvValue,
+                          tasks: list[dict[str, Any]]) -> ObservedSwarmService:
         spec = item.get("Spec") or {}
         labels = spec.get("Labels") or {}
         service = labels.get(LABEL_SERVICE, "")
-        sent = {**spec, "Labels": labels}
-        actual = swarm_hash(_as_sent(sent), lambda name, value: env_value(service, name, value))
+        actual = swarm_hash(_as_sent(spec), lambda name, value: env_value(service, name, value))
         status = item.get("UpdateStatus") or {}
         mode = (spec.get("Mode") or {}).get("Replicated") or {}
+        template = spec.get("TaskTemplate") or {}
+        running = [t for t in tasks if _runs(t, template)]
+        errors = sorted((t for t in tasks if (t.get("Status") or {}).get("Err") and not _runs(t, template)),
+                        key=lambda t: str((t.get("Status") or {}).get("Timestamp", "")), reverse=True)
         return ObservedSwarmService(
-            id=item["ID"], name=spec.get("Name", ""), service=service,
+            host=self.name, id=item["ID"], name=spec.get("Name", ""), service=service,
             version=int((item.get("Version") or {}).get("Index", 0)), spec_hash=labels.get(LABEL_SPEC_HASH, ""),
-            revision=labels.get(LABEL_REVISION, ""), spec_json=labels.get(LABEL_SPEC, ""),
+            swarm_hash=labels.get(LABEL_SWARM_HASH, ""), revision=labels.get(LABEL_REVISION, ""),
+            spec_json=labels.get(LABEL_SPEC, ""),
             hand_changed=bool(labels.get(LABEL_SWARM_HASH)) and actual != labels.get(LABEL_SWARM_HASH),
             update_state=str(status.get("State", "")), update_message=host_text(str(status.get("Message", ""))),
-            replicas=int(mode.get("Replicas", 0)))
+            replicas=int(mode.get("Replicas", 0)), running=len(running),
+            task_error=host_text(str(errors[0]["Status"]["Err"])) if errors else "",
+            depends_on=tuple(d for d in labels.get(LABEL_DEPENDS_ON, "").split(",") if d))
 
-    def create_service(self, spec: dict[str, Any], *, auth: dict[str, str] | None = None) -> str:
-        """Create the service; its id. ``auth``: registry credentials the nodes pull with (X-Registry-Auth)."""
+    def _list_files(self, project: str) -> list[ObservedObject]:
+        out = []
+        for kind, fn in (("secret", self.client.secrets), ("config", self.client.configs)):
+            for item in self._call(f"list {kind}s", fn, filters={"label": f"{LABEL_PROJECT}={project}"}):
+                labels = (item.get("Spec") or {}).get("Labels") or {}
+                if labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_KIND) == f"swarm-{kind}":
+                    out.append(ObservedObject(self.name, kind, labels.get(LABEL_SERVICE, ""),  # type: ignore[arg-type]
+                                              (item.get("Spec") or {}).get("Name", ""), id=str(item.get("ID", ""))))
+        return sorted(out, key=lambda o: (o.kind, o.docker_name))
+
+    # -- what Swarm does itself: images are pulled by the nodes, volumes made by the tasks that mount them ------
+    def ensure_image(self, image: str, policy: str) -> None:
+        return None
+
+    def create_volume(self, project: str, vol: VolumeSpec) -> None:
+        return None
+
+    def _network_driver(self, net: NetworkSpec) -> tuple[str, bool]:
+        # A network that spans the cluster's nodes is an overlay; attachable so that `docker run --network`
+        # (a one-off task, a debugging container) can join it as on a plain host.
+        return ("overlay" if net.driver == "bridge" else net.driver), True
+
+    def registry_auth(self, image: str) -> dict[str, str] | None:
+        """The credentials the nodes pull ``image`` with (sent as X-Registry-Auth with the spec), if any."""
+        if self.registries is None:
+            return None
+        try:
+            ref = parse_image(image)
+        except ValueError as exc:
+            raise HostError(self.name, f"image {image}: {exc}") from exc
+        creds = self.registries.credentials_for(ref.registry)
+        return dict(creds.auth_config()) if creds else None
+
+    def inspect_service(self, service_id: str) -> dict[str, Any]:
+        return dict(self._call("inspect service", self.client.inspect_service, service_id))
+
+    # -- secrets and configs, named by their content ---------------------------------------------------------
+    def ensure_files(self, project: str, svc: ServiceSpec) -> dict[str, str]:
+        """Create the secrets and configs ``svc`` mounts that do not exist yet; name -> id of each."""
+        ids: dict[str, str] = {}
+        for item in swarm_files(project, svc):
+            fn_list, fn_create = ((self.client.secrets, self.client.create_secret) if item.kind == "secret"
+                                  else (self.client.configs, self.client.create_config))
+            found = [f for f in self._call(f"list {item.kind}s", fn_list, filters={"name": item.name})
+                     if (f.get("Spec") or {}).get("Name") == item.name]
+            if found:
+                labels = (found[0].get("Spec") or {}).get("Labels") or {}
+                if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_MANAGED) != "true":
+                    raise HostError(self.name, f"a {item.kind} named {item.name} exists and is not managed by "
+                                    f"project {project}; gitops never adopts it")
+                ids[item.name] = str(found[0]["ID"])
+                continue
+            made = self._call(f"create {item.kind} {item.name}", fn_create, item.name, item.file.content,
+                              labels=file_labels(project, svc, item))
+            ids[item.name] = str(made["ID"])
+        return ids
+
+    def remove_unused_files(self, project: str) -> list[str]:
+        """Remove the project's secrets and configs no service of the project mounts any more (Swarm cannot change
+        them in place, so each change leaves the old one behind). Returns the names removed."""
+        used: set[str] = set()
+        listed = self._call("list services", self.client.services,
+                            filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
+        for item in listed:
+            for spec in (item.get("Spec") or {}, item.get("PreviousSpec") or {}):
+                container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+                used |= {str(r.get("SecretName")) for r in container.get("Secrets") or []}
+                used |= {str(r.get("ConfigName")) for r in container.get("Configs") or []}
+        removed = []
+        for found in self._list_files(project):
+            if found.docker_name in used:
+                continue
+            fn = self.client.remove_secret if found.kind == "secret" else self.client.remove_config
+            try:
+                self._call(f"remove {found.kind} {found.docker_name}", fn, found.id)
+                removed.append(found.docker_name)
+            except NotFound:
+                continue
+            except HostError:
+                continue  # still in use by a task that is stopping: the next pass removes it
+        return removed
+
+    def _with_ids(self, project: str, svc: ServiceSpec | None, spec: dict[str, Any]) -> dict[str, Any]:
+        if svc is None or not svc.files:
+            return spec
+        ids = self.ensure_files(project, svc)
+        container = dict(spec["TaskTemplate"]["ContainerSpec"])
+        for key, kind in (("Secrets", "Secret"), ("Configs", "Config")):
+            if key in container:
+                container[key] = [{**ref, f"{kind}ID": ids[ref[f"{kind}Name"]]} for ref in container[key]]
+        return {**spec, "TaskTemplate": {**spec["TaskTemplate"], "ContainerSpec": container}}
+
+    def create_service(self, spec: dict[str, Any], *, auth: dict[str, str] | None = None, project: str = "",
+                       svc: ServiceSpec | None = None) -> str:
+        """Create the service; its id. ``auth``: registry credentials the nodes pull with (X-Registry-Auth).
+        With ``svc``, the secrets and configs it mounts are created first."""
+        spec = self._with_ids(project, svc, spec)
         headers = {"X-Registry-Auth": docker_auth_header(auth)} if auth else {}
         answer = self._call(f"create service {spec['Name']}", self._post, "/services/create", spec, headers=headers)
         return str(answer["ID"])
 
     def update_service(self, service_id: str, version: int, spec: dict[str, Any], *,
-                       auth: dict[str, str] | None = None) -> None:
+                       auth: dict[str, str] | None = None, project: str = "", svc: ServiceSpec | None = None) -> None:
+        spec = self._with_ids(project, svc, spec)
         headers = {"X-Registry-Auth": docker_auth_header(auth)} if auth else {}
         self._call(f"update service {spec['Name']}", self._post, f"/services/{service_id}/update", spec,
                    params={"version": version}, headers=headers)
@@ -107,7 +241,10 @@ class SwarmCluster(DockerHost):
                    params={"version": info["Version"]["Index"], "rollback": "previous"})
 
     def remove_service(self, service_id: str) -> None:
-        self._call("remove service", self.client.remove_service, service_id)
+        try:
+            self._call("remove service", self.client.remove_service, service_id)
+        except NotFound:
+            return  # gone is done
 
     def _post(self, path: str, data: dict[str, Any], *, params: dict[str, Any] | None = None,
               headers: dict[str, str] | None = None) -> Any:
@@ -153,11 +290,9 @@ class SwarmCluster(DockerHost):
 
     def _all_running(self, service_id: str, info: dict[str, Any]) -> bool:
         wanted = int((((info.get("Spec") or {}).get("Mode") or {}).get("Replicated") or {}).get("Replicas", 0))
-        image = ((info.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec", {}).get("Image")
-        running = [t for t in self._tasks(service_id)
-                   if (t.get("DesiredState") == "running" and (t.get("Status") or {}).get("State") == "running"
-                       and ((t.get("Spec") or {}).get("ContainerSpec") or {}).get("Image") == image)]
-        return len(running) >= wanted
+        template = (info.get("Spec") or {}).get("TaskTemplate") or {}
+        running = [t for t in self._tasks(service_id) if _runs(t, template)]
+        return len(running) == wanted
 
     def _failure(self, service_id: str, status: str, message: str) -> Convergence:
         errors = []
@@ -176,6 +311,21 @@ class SwarmCluster(DockerHost):
         return host_text(data.decode("utf-8", "replace"), limit=4000)
 
 
+def _task_spec(spec: dict[str, Any]) -> str:
+    """A task template as compared between a task and its service: what Swarm adds or fills in left out."""
+    container = {k: v for k, v in (spec.get("ContainerSpec") or {}).items() if k != "Isolation"}
+    for key, id_key in (("Secrets", "SecretID"), ("Configs", "ConfigID")):
+        if key in container:
+            container[key] = [{k: v for k, v in ref.items() if k != id_key} for ref in container[key]]
+    return json.dumps({"ContainerSpec": container, "Resources": spec.get("Resources") or {}}, sort_keys=True)
+
+
+def _runs(task: dict[str, Any], template: dict[str, Any]) -> bool:
+    """A task that runs (healthy, when it has a health check) on the service's current task template."""
+    return (task.get("DesiredState") == "running" and (task.get("Status") or {}).get("State") == "running"
+            and _task_spec(task.get("Spec") or {}) == _task_spec(template))
+
+
 def _as_sent(spec: dict[str, Any]) -> dict[str, Any]:
     """A spec read back, with what Swarm adds itself removed, so that it hashes as gitops sent it."""
     task = dict(spec.get("TaskTemplate") or {})
@@ -183,6 +333,9 @@ def _as_sent(spec: dict[str, Any]) -> dict[str, Any]:
     task.pop("Runtime", None)
     container = dict(task.get("ContainerSpec") or {})
     container.pop("Isolation", None)
+    for key, id_key in (("Secrets", "SecretID"), ("Configs", "ConfigID")):
+        if key in container:
+            container[key] = [{k: v for k, v in ref.items() if k != id_key} for ref in container[key]]
     task["ContainerSpec"] = container
     out = {k: v for k, v in spec.items() if k in ("Name", "Labels", "Mode", "UpdateConfig", "RollbackConfig",
                                                    "EndpointSpec")}

@@ -35,6 +35,7 @@ from gitops.core.model import (
     content_digest,
 )
 from gitops.core.quantities import parse_duration, parse_size
+from gitops.core.swarm import SwarmSpecError, check_swarm_service
 from gitops.manifests.checks import depends_on, labels_of, merged_service_spec, place, spec_of, update_order
 from gitops.manifests.parse import Document, ManifestError, RepoPathError, format_path
 from gitops.manifests.sops import Decrypted, DecryptedBytes
@@ -212,6 +213,8 @@ class _Builder:
             stop_grace_period=parse_duration(spec.get("stopGracePeriod", "10s")),
             replicas=spec.get("replicas", 1),
             hosts=tuple(place(spec, hosts)),
+            node_selector=_pairs((spec.get("placement") or {}).get("nodeSelector")),
+            spread=tuple((spec.get("placement") or {}).get("spread") or ()),
             healthcheck=self.healthcheck(spec),
             update=UpdatePolicy(
                 parallelism=update.get("parallelism", 1),
@@ -248,7 +251,10 @@ class _Builder:
                     except RepoPathError as exc:
                         self.errors.append(doc.error(("spec", "tls", key), f"spec.tls.{key}: {exc}"))
             tls = TlsConfig(verify=raw.get("verify", True), **paths)
-        return HostSpec(doc.name, spec["url"], tls, spec.get("insecure", False), _pairs(spec.get("labels")))
+        swarm = spec.get("swarm") or {}
+        return HostSpec(doc.name, spec["url"], tls, spec.get("insecure", False), _pairs(spec.get("labels")),
+                        mode=spec.get("mode", "engine"), endpoint_mode=swarm.get("endpointMode", "vip"),
+                        publish_mode=swarm.get("publishMode", "ingress"))
 
     def build(self) -> DesiredState:
         projects = self.of_kind("Project")
@@ -272,6 +278,13 @@ class _Builder:
         self.external_volumes = {v.name: v.external for v in volumes if v.external}
         defaults = pspec.get("defaults") or {}
         services = tuple(self.service(d, defaults, host_docs, project.self_heal) for d in self.of_kind("Service"))
+        clusters = {h.name for h in hosts if h.swarm}
+        for doc, svc in zip(self.of_kind("Service"), services, strict=True):
+            if len(svc.hosts) == 1 and svc.hosts[0] in clusters:
+                try:
+                    check_swarm_service(svc)
+                except SwarmSpecError as exc:
+                    self.errors.append(doc.error(("spec",), f"spec: {exc}"))
         return DesiredState(project, hosts, networks, volumes, services, registries=self.registries())
 
     def registries(self) -> tuple[RegistrySpec, ...]:

@@ -231,6 +231,13 @@ class _Checker:
 
     def host(self, doc: Document) -> None:
         spec = spec_of(doc)
+        swarm = spec.get("swarm") or {}
+        if swarm and spec.get("mode") != "swarm":
+            self.err(doc, ("spec", "swarm"), "spec.swarm: only applies to a Swarm cluster; set spec.mode: swarm "
+                     "(the url of a manager), or remove spec.swarm")
+        elif swarm.get("endpointMode") == "dnsrr" and swarm.get("publishMode", "ingress") == "ingress":
+            self.err(doc, ("spec", "swarm", "endpointMode"), "spec.swarm.endpointMode: dnsrr cannot publish "
+                     "ports through the routing mesh (Docker refuses it); set spec.swarm.publishMode: host")
         raw = spec["url"]
         url = _parse_url(raw)
         if isinstance(url, str):
@@ -257,6 +264,23 @@ class _Checker:
         if spec.get("tls") and url.scheme != "tcp":
             self.err(doc, ("spec", "tls"), "spec.tls: only applies to tcp:// hosts")
 
+    def swarm_placement(self, doc: Document, spec: dict[str, Any], hosts: list[Document]) -> None:
+        """A service on a Swarm cluster runs there alone (Swarm places its tasks on the cluster's nodes); node
+        selectors and spread only mean something there."""
+        placement = spec_of(doc).get("placement") or {}
+        clusters = {h.name for h in hosts if spec_of(h).get("mode") == "swarm"}
+        placed = place(spec, hosts) if hosts else []
+        on_swarm = [h for h in placed if h in clusters]
+        if on_swarm and len(placed) > 1:
+            where = ("spec", "placement") if placement else ("spec",)
+            self.err(doc, where, f"spec.placement: the service would run on {', '.join(sorted(placed))}, and "
+                     f"{on_swarm[0]} is a Swarm cluster, which runs a service alone (Swarm places its tasks on the "
+                     f"cluster's nodes); set placement.hosts: [{on_swarm[0]}], or place it on plain hosts only")
+        for field in ("nodeSelector", "spread"):
+            if placement.get(field) and not (on_swarm and len(placed) == 1):
+                self.err(doc, ("spec", "placement", field), f"spec.placement.{field}: only applies to a service "
+                         "on a Swarm cluster (a Host with mode: swarm); on plain hosts, use placement.selector")
+
     def service(self, doc: Document, spec: dict[str, Any], hosts: list[Document],
                 services: dict[str, dict[str, Any]]) -> None:
         name = doc.name
@@ -279,6 +303,7 @@ class _Checker:
         elif placement.get("selector") and hosts and not place(spec, hosts):
             self.err(doc, ("spec", "placement", "selector"), "spec.placement.selector: no Host has "
                      "these labels, so the service would run nowhere")
+        self.swarm_placement(doc, spec, hosts)
 
         networks = set(self.by_kind["Network"]) | self.broken["Network"]
         in_doc = "networks" in spec_of(doc)
