@@ -84,13 +84,27 @@ def project_name(docker_client) -> str:
 
 
 def purge_project(client, name: str) -> None:
+    """By id from the list calls: docker-py's high-level lists inspect each item, and one that goes away meanwhile
+    (a Swarm task's container, an overlay network being removed) would fail the list."""
+    import contextlib
+
+    import docker.errors
+
     label = f"io.gitops.project={name}"
-    for c in client.containers.list(all=True, filters={"label": label}):
-        c.remove(force=True)
-    for n in client.networks.list(filters={"label": label}):
-        n.remove()
-    for v in client.volumes.list(filters={"label": label}):
-        v.remove(force=True)
+    api = client.api
+    for c in api.containers(all=True, filters={"label": label}):
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_container(c["Id"], force=True)
+    for n in api.networks(filters={"label": label}):
+        with contextlib.suppress(docker.errors.NotFound):
+            try:
+                api.remove_network(n["Id"])
+            except docker.errors.APIError as exc:
+                if "not found" not in str(exc):
+                    raise
+    for v in (api.volumes(filters={"label": label}) or {}).get("Volumes") or []:
+        with contextlib.suppress(docker.errors.NotFound):
+            api.remove_volume(v["Name"], force=True)
 
 
 @pytest.fixture

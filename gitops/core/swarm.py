@@ -62,10 +62,16 @@ class Placement:
 
 
 def check_swarm_service(svc: ServiceSpec) -> None:
-    """Raises SwarmSpecError for a setting a Swarm service cannot have (what validate reports)."""
-    _refuse_engine_only(svc)
-    if svc.healthcheck is not None:
-        _healthcheck(svc.healthcheck, svc.name)
+    """Raises SwarmSpecError naming every setting a Swarm service cannot have (what validate reports)."""
+    problems = []
+    for check in (lambda: _refuse_engine_only(svc),
+                  lambda: _healthcheck(svc.healthcheck, svc.name) if svc.healthcheck is not None else None):
+        try:
+            check()
+        except SwarmSpecError as exc:
+            problems.append(str(exc).removeprefix(f"{svc.name}: "))
+    if problems:
+        raise SwarmSpecError(f"{svc.name}: " + "; ".join(problems))
 
 
 def swarm_service_name(project: str, service: str) -> str:

@@ -23,6 +23,7 @@ from gitops.core.model import (
     LABEL_DEPENDS_ON,
     LABEL_KIND,
     LABEL_MANAGED,
+    LABEL_NAME,
     LABEL_PROJECT,
     LABEL_REVISION,
     LABEL_SERVICE,
@@ -75,7 +76,9 @@ class SwarmCluster(DockerHost):
         Never raises: an unreachable manager, or an engine that is no Swarm manager, is reported as such."""
         try:
             services = self.observe_services(project, self.env_value)
-            networks = self._list_networks(project)
+            networks = [ObservedObject(self.name, "network", (n.get("Labels") or {}).get(LABEL_NAME, ""), n["Name"],
+                                       (n.get("Labels") or {}).get(LABEL_SPEC_HASH, ""))
+                        for n in self._network_list() if (n.get("Labels") or {}).get(LABEL_PROJECT) == project]
             files = self._list_files(project)
         except HostError as exc:
             return HostObservation(self.name, False, str(exc).removeprefix(f"{self.name}: "), swarm=True)
@@ -84,6 +87,7 @@ class SwarmCluster(DockerHost):
     def observe_services(self, project: str, env_value: EnvValue = _plain) -> tuple[ObservedSwarmService, ...]:
         """The project's services, in one list call, and their tasks in one more. ``env_value(service, name,
         value)`` gives what stands for a variable in the hand-change hash: the keyed digest for a secret one."""
+        self._networks_seen = None  # listed again for each observation
         try:
             listed = self._call("list services", self.client.services,
                                 filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
@@ -99,15 +103,24 @@ class SwarmCluster(DockerHost):
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
-        return tuple(sorted((self._observed_service(item, env_value, by_service.get(item["ID"], []))
+        names = {str(n["Id"]): str(n["Name"]) for n in self._network_list()} if listed else {}
+        return tuple(sorted((self._observed_service(item, env_value, by_service.get(item["ID"], []), names)
                              for item in listed), key=lambda o: (o.service, o.name)))
 
-    def _observed_service(self, item: dict[str, Any], env_value: EnvValue,
-                          tasks: list[dict[str, Any]]) -> ObservedSwarmService:
+    def _network_list(self) -> list[dict[str, Any]]:
+        """Every network of the cluster, once per observation: Swarm reads a service's networks back by id."""
+        if self._networks_seen is None:
+            self._networks_seen = list(self._call("list networks", self.client.networks))
+        return self._networks_seen
+
+    _networks_seen: list[dict[str, Any]] | None = None
+
+    def _observed_service(self, item: dict[str, Any], env_value: EnvValue, tasks: list[dict[str, Any]],
+                          network_names: dict[str, str]) -> ObservedSwarmService:
         spec = item.get("Spec") or {}
         labels = spec.get("Labels") or {}
         service = labels.get(LABEL_SERVICE, "")
-        actual = swarm_hash(_as_sent(spec), lambda name, value: env_value(service, name, value))
+        actual = swarm_hash(_as_sent(spec, network_names), lambda name, value: env_value(service, name, value))
         status = item.get("UpdateStatus") or {}
         mode = (spec.get("Mode") or {}).get("Replicated") or {}
         template = spec.get("TaskTemplate") or {}
@@ -326,9 +339,14 @@ def _runs(task: dict[str, Any], template: dict[str, Any]) -> bool:
             and _task_spec(task.get("Spec") or {}) == _task_spec(template))
 
 
-def _as_sent(spec: dict[str, Any]) -> dict[str, Any]:
-    """A spec read back, with what Swarm adds itself removed, so that it hashes as gitops sent it."""
+def _as_sent(spec: dict[str, Any], network_names: dict[str, str] | None = None) -> dict[str, Any]:
+    """A spec read back, with what Swarm adds itself removed and network ids named again, so that it hashes as
+    gitops sent it."""
     task = dict(spec.get("TaskTemplate") or {})
+    if task.get("Networks"):
+        names = network_names or {}
+        task["Networks"] = [{**n, "Target": names.get(str(n.get("Target")), n.get("Target"))}
+                            for n in task["Networks"]]
     task.pop("ForceUpdate", None)
     task.pop("Runtime", None)
     container = dict(task.get("ContainerSpec") or {})

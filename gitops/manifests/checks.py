@@ -277,7 +277,7 @@ class _Checker:
                      f"{on_swarm[0]} is a Swarm cluster, which runs a service alone (Swarm places its tasks on the "
                      f"cluster's nodes); set placement.hosts: [{on_swarm[0]}], or place it on plain hosts only")
         for field in ("nodeSelector", "spread"):
-            if placement.get(field) and not (on_swarm and len(placed) == 1):
+            if placement.get(field) and not on_swarm:
                 self.err(doc, ("spec", "placement", field), f"spec.placement.{field}: only applies to a service "
                          "on a Swarm cluster (a Host with mode: swarm); on plain hosts, use placement.selector")
 
