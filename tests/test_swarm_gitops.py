@@ -154,6 +154,8 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
     assert {t["Spec"]["ContainerSpec"]["Image"] for t in tasks_of(manager, name)} == {"local/web:2"}
     seen = status_of(tmp_path, folder, state)
     assert seen["last_outcome"] == "rolled_back" and seen["replicas"]["up_to_date"] == 0, seen
+    code, out = gitops(tmp_path, "status", "--state-dir", str(state), str(folder))
+    assert f"Swarm service {name} on cluster (update rollback completed)" in out, out
     code, out = gitops(tmp_path, "history", "--state-dir", str(state))
     assert "rolled_back" in out, out
 

@@ -156,3 +156,13 @@ def test_observed_swarm_state_round_trips_as_status_json_for_plan_observed_and_s
     assert observed_fingerprint(cluster(running(desired))) != observed_fingerprint(observed)
     made = plan(desired, again)
     assert parse(made.to_json()) == made == Plan.from_dict(json.loads(made.to_json()))
+
+
+def test_plan_base_compares_two_commits_of_a_swarm_service_without_a_cluster(desired_of) -> None:
+    from gitops.core.observed import converged
+
+    base = desired_of({"web.yaml": service("web", "replicas: 2")})
+    head = desired_of({"web.yaml": service("web", "replicas: 4")})
+    assert [s.action for s in plan(base, converged(base)).steps] == ["noop"]
+    (step,) = plan(head, converged(base)).steps
+    assert step.action == "update" and [c.describe() for c in step.changes] == ["replicas: 2 -> 4"]

@@ -1061,11 +1061,18 @@ def _print_status_text(doc: dict[str, Any], *, head_invalid: bool, head: str) ->
             line += f"  {r['changed_by_hand']} changed by hand"
         if svc["pinned_to"]:
             line += f"  pinned to {svc['pinned_to'][:12]}"
+        swarm = svc.get("swarm")
+        if swarm:  # a Swarm service: its name on the cluster, and Swarm's own word on its last update
+            line += f"  Swarm service {swarm['service']} on {swarm['cluster']}"
+            if swarm["update_state"] not in ("", "completed"):
+                line += f" (update {swarm['update_state'].replace('_', ' ')})"
         if svc.get("image_digest"):
             running = [d for d in svc.get("running_image_digests", []) if d != svc["image_digest"]]
             line += f"  image {svc['image']} ({svc['image_digest'][:19]}.." + (
                 f"; running {', '.join(d[:19] + '..' for d in running)})" if running else ")")
         out(line)
+        if swarm and swarm["task_error"] and r["running"] < r["desired"]:
+            out(f"  last task error: {swarm['task_error']}")
         _print_evidence(svc.get("reason", ""), svc.get("health_output", ""), svc.get("logs", ""), indent="  ")
 
 

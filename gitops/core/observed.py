@@ -14,17 +14,20 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from gitops.core.model import (
+    LABEL_SPEC,
     DesiredState,
     HostObservation,
     ObservedContainer,
     ObservedObject,
     ObservedState,
+    ObservedSwarmService,
     canonical_json,
     container_name,
     network_docker_name,
     network_hashes_label,
     volume_docker_name,
 )
+from gitops.core.swarm import LABEL_SWARM_HASH, swarm_service_spec
 from gitops.errors import GitopsError
 
 
@@ -40,7 +43,18 @@ def converged(desired: DesiredState, *,
     per_host: dict[str, list[ObservedContainer]] = {h.name: [] for h in desired.hosts}
     nets: dict[str, set[str]] = {h.name: set() for h in desired.hosts}
     vols: dict[str, set[str]] = {h.name: set() for h in desired.hosts}
+    clusters = {h.name: h for h in desired.hosts if h.swarm}
+    services: dict[str, list[ObservedSwarmService]] = {h: [] for h in clusters}
     for svc in desired.services:
+        if len(svc.hosts) == 1 and svc.hosts[0] in clusters:  # one Swarm service, as gitops made it
+            spec, _ = swarm_service_spec(project, svc, desired.revision, host=clusters[svc.hosts[0]])
+            services[svc.hosts[0]].append(ObservedSwarmService(
+                host=svc.hosts[0], id=f"id-{spec['Name']}", name=spec["Name"], service=svc.name, version=1,
+                spec_hash=svc.spec_hash, swarm_hash=spec["Labels"][LABEL_SWARM_HASH], revision=desired.revision,
+                spec_json=spec["Labels"][LABEL_SPEC], update_state="completed", replicas=svc.replicas,
+                running=svc.replicas, depends_on=tuple(sorted({d.service for d in svc.depends_on}))))
+            nets[svc.hosts[0]].update(network_docker_name(project, n) for n in svc.networks)
+            continue
         for inst in desired.instances(svc):
             name = container_name(project, svc.name, inst.slot, svc.spec_hash)
             networks = tuple(sorted(network_docker_name(project, n) for n in svc.networks))
@@ -60,7 +74,8 @@ def converged(desired: DesiredState, *,
     return ObservedState(tuple(
         HostObservation(h, True, "", tuple(per_host[h]),
                         tuple(ObservedObject(h, "network", n, n) for n in sorted(nets[h])),
-                        tuple(ObservedObject(h, "volume", v, v) for v in sorted(vols[h])))
+                        tuple(ObservedObject(h, "volume", v, v) for v in sorted(vols[h])),
+                        h in clusters, tuple(services.get(h, ())))
         for h in sorted(per_host)))
 
 
