@@ -14,6 +14,7 @@ and ``publishMode: host``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ def project_doc(project: str) -> str:
 
 
 NETWORK = "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: backend}\nspec: {}\n"
+VOLUME = "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\nspec: {labels: {tier: db}}\n"
 
 
 def write(folder: Path, files: dict[str, str | None]) -> Path:
@@ -113,8 +115,9 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
         swarm_cluster, swarm_project, tmp_path) -> None:
     manager = swarm_cluster["manager"]
     state = tmp_path / "state"
+    mount = "mounts: [{type: volume, source: data, target: /data}]"
     folder = write(tmp_path / "repo", {"project.yaml": project_doc(swarm_project), "host.yaml": host_doc(),
-                                       "net.yaml": NETWORK, "web.yaml": web()})
+                                       "net.yaml": NETWORK, "vol.yaml": VOLUME, "web.yaml": web(mount)})
     code, out = gitops(tmp_path, "plan", "--state-dir", str(state), str(folder))
     assert code == 0 and "web on cluster" in out and "new Swarm service" in out, out
 
@@ -127,6 +130,8 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
     assert info["Spec"]["Labels"]["io.gitops.project"] == swarm_project
     net = manager.networks.get(f"{swarm_project}_backend")
     assert net.attrs["Driver"] == "overlay" and net.attrs["Attachable"] is True
+    volume = swarm_cluster["worker"].volumes.get(f"{swarm_project}_data")  # made by the node that runs the tasks
+    assert volume.attrs["Labels"]["io.gitops.project"] == swarm_project and volume.attrs["Labels"]["tier"] == "db"
     code, out = gitops(tmp_path, "plan", "--state-dir", str(state), str(folder))
     assert code == 0 and "No changes" in out, out  # what was sent reads back as sent
     seen = status_of(tmp_path, folder, state)
@@ -134,7 +139,7 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
     assert seen["last_outcome"] == "converged" and seen["swarm"]["service"] == name
 
     # a change is shown field by field, and Swarm updates the service in place (same id)
-    write(folder, {"web.yaml": web("env: {GREETING: hello}", image="local/web:2")})
+    write(folder, {"web.yaml": web(f"{mount}\nenv: {{GREETING: hello}}", image="local/web:2")})
     code, out = gitops(tmp_path, "plan", "--state-dir", str(state), str(folder))
     assert "env.GREETING: (none) -> hello" in out and "image: local/web:1 -> local/web:2" in out, out
     code, out = gitops(tmp_path, "apply", "-y", "--state-dir", str(state), str(folder))
@@ -144,7 +149,7 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
     version = manager.api.inspect_service(name)["Version"]["Index"]
 
     # a failing health check: Swarm rolls back, and gitops says so (exit 1, rolled_back, the task's error)
-    write(folder, {"web.yaml": web("env: {GREETING: broken}", image="local/web:1", check=FAILING)})
+    write(folder, {"web.yaml": web(f"{mount}\nenv: {{GREETING: broken}}", image="local/web:1", check=FAILING)})
     code, out = gitops(tmp_path, "apply", "-y", "--state-dir", str(state), str(folder))
     assert code != 0, out
     assert "rolled_back" in out and "Swarm rolled the update back" in out and "unhealthy" in out, out
@@ -159,6 +164,13 @@ def test_apply_places_by_node_label_updates_in_place_and_a_failing_health_check_
     code, out = gitops(tmp_path, "history", "--state-dir", str(state))
     assert "rolled_back" in out, out
 
+    # a placement change moves every task: apply returns once they all run where they now must, not before
+    write(folder, {"web.yaml": web(f"{mount}\nenv: {{GREETING: hello}}", image="local/web:2")
+                   .replace("zone: b", "zone: a")})
+    code, out = gitops(tmp_path, "apply", "-y", "--state-dir", str(state), str(folder))
+    assert code == 0 and "placement.constraints" in out, out
+    assert [t["NodeID"] for t in tasks_of(manager, name)] == [swarm_cluster["manager_node_id"]] * 2
+
 
 def test_secrets_and_configs_by_content_and_prune(swarm_cluster, swarm_project, tmp_path) -> None:
     manager, worker = swarm_cluster["manager"], swarm_cluster["worker"]
@@ -166,13 +178,23 @@ def test_secrets_and_configs_by_content_and_prune(swarm_cluster, swarm_project, 
     files = ("files:\n  - {source: token.txt, target: /run/secrets/token, secret: true, mode: '0400'}\n"
              "  - {source: app.conf, target: /etc/app.conf}")
     sidecar = service("sidecar", "command: [sleep, '3600']\ninit: true\nstopGracePeriod: 1s\n"
-                                 "placement: {hosts: [cluster]}", image="local/busybox:1")
+                                 "placement: {hosts: [cluster]}\ndependsOn: [{service: web, condition: healthy}]",
+                      image="local/busybox:1")
     folder = write(tmp_path / "repo", {"project.yaml": project_doc(swarm_project), "host.yaml": host_doc(),
                                        "net.yaml": NETWORK, "web.yaml": web(files, replicas=1),
                                        "sidecar.yaml": sidecar, "token.txt": "token-one-canary\n",
                                        "app.conf": "listen 8080\n"})
+    # someone who can make configs on the cluster makes one, with the project's labels, under the name gitops will
+    # use (a config's name comes from its content): gitops does not mount it, it makes its own from the content
+    predicted = f"{swarm_project}_web_" + hashlib.sha256(b"/etc/app.conf\0listen 8080\n").hexdigest()[:12]
+    manager.configs.create(name=predicted, data=b"evil\n", labels={"io.gitops.managed": "true",
+                                                                   "io.gitops.project": swarm_project})
     code, out = gitops(tmp_path, "apply", "-y", "--state-dir", str(state), str(folder))
     assert code == 0, out
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"step"' in line]
+    order = [(e["step"], e["status"]) for e in events if e.get("event") == "step"]
+    # dependency waves as for containers: the sidecar's service is created once web converged
+    assert order.index(("service/web@cluster", "done")) < order.index(("service/sidecar@cluster", "running")), order
     label = f"io.gitops.project={swarm_project}"
     (first,) = manager.secrets.list(filters={"label": label})
     assert first.name.startswith(f"{swarm_project}_web_")

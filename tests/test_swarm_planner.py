@@ -166,3 +166,91 @@ def test_plan_base_compares_two_commits_of_a_swarm_service_without_a_cluster(des
     assert [s.action for s in plan(base, converged(base)).steps] == ["noop"]
     (step,) = plan(head, converged(base)).steps
     assert step.action == "update" and [c.describe() for c in step.changes] == ["replicas: 2 -> 4"]
+
+
+def test_a_swarm_service_keeps_the_digest_its_spec_names_when_the_registry_does_not_answer(desired_of) -> None:
+    from gitops.engine.images import running_digests
+
+    desired = desired_of({"web.yaml": service("web")})
+    digest = "sha256:" + "ab" * 32
+    found = running(desired, spec_json=json.dumps({"image": f"registry.example:5000/app:1@{digest}"}))
+    assert running_digests(cluster(found)) == {("web", "registry.example:5000/app:1"): digest}
+
+
+def test_a_service_moved_onto_the_cluster_has_its_containers_removed_once_the_swarm_service_converged(
+        desired_of) -> None:
+    from gitops.core.model import ObservedContainer
+
+    desired = desired_of({"web.yaml": service("web")})
+    old = ObservedContainer(host="cluster", id="c1", name="p-web-0-abc", service="web", slot=0, spec_hash="x",
+                            revision="r1", state="running", health="none", image="local/web:1")
+    observed = ObservedState((HostObservation("cluster", True, containers=(old,), swarm=True),))
+    made = plan(desired, observed)
+    create = next(s for s in made.steps if s.action == "create")
+    removal = next(s for s in made.steps if s.action == "remove")
+    assert removal.depends_on == (create.id,) and "now runs on Swarm cluster cluster" in removal.reason
+    assert [op.kind for op in removal.ops] == ["stop", "remove"]
+
+
+def test_checks_on_a_cluster_and_what_they_leave_to_swarm(repo) -> None:
+    """What holds for containers gitops places (a fixed host port once per host, start-first with it) is Swarm's
+    business on a cluster; what Swarm cannot take is refused with the way out."""
+    key = ephemeral_key()
+    web = service("web", "replicas: 3\nports: [{container: 8080, host: 80}]\nupdate: {order: start-first}")
+    net = "apiVersion: gitops/v1\nkind: Network\nmetadata: {name: backend}\nspec: {driver: overlay}\n"
+    ok = load_repo(repo({"project.yaml": PROJECT, "host.yaml": HOST, "web.yaml": web, "net.yaml": net}), key=key)
+    assert ok.desired is not None, [str(e) for e in ok.errors]
+
+    vol = "apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\nspec: {remove: true}\n"
+    bad = load_repo(repo({
+        "project.yaml": PROJECT, "host.yaml": HOST, "vol.yaml": vol, "big.bin": "x" * (501 * 1024),
+        "web.yaml": service("web", "placement: {nodeSelector: {node.labels.zone: b}, spread: [node.labels.rack]}"),
+        "db.yaml": service("db", "mounts: [{type: volume, source: data, target: /data}]\n"
+                                 "files: [{source: big.bin, target: /run/secrets/big, secret: true}]"),
+    }), key=key)
+    errors = "\n".join(str(e) for e in bad.errors)
+    assert "nodeSelector.node.labels.zone: write the node label's name alone (zone)" in errors, errors
+    assert "spread[0]: write the node label's name alone (rack)" in errors, errors
+    if "db.yaml" not in errors:  # the built service's checks come once the manifests themselves are right
+        bad = load_repo(repo({
+            "project.yaml": PROJECT, "host.yaml": HOST, "vol.yaml": vol, "big.bin": "x" * (501 * 1024),
+            "db.yaml": service("db", "mounts: [{type: volume, source: data, target: /data}]\n"
+                                     "files: [{source: big.bin, target: /run/secrets/big, secret: true}]")}), key=key)
+        errors = "\n".join(str(e) for e in bad.errors)
+    assert "secret files over Swarm's 500 KiB per secret: /run/secrets/big" in errors, errors
+    assert "Volume data says remove: true, but cluster is a Swarm cluster" in errors, errors
+
+
+def test_a_volume_mount_carries_the_volume_manifests_driver_options_and_labels(repo) -> None:
+    nfs = ("apiVersion: gitops/v1\nkind: Volume\nmetadata: {name: data}\nspec:\n  driver: local\n"
+           "  options: {type: nfs, o: 'addr=10.0.0.9,rw', device: ':/export/data'}\n")
+    loaded = load_repo(repo({"project.yaml": PROJECT, "host.yaml": HOST, "vol.yaml": nfs,
+                             "db.yaml": service("db", "mounts: [{type: volume, source: data, target: /data}]")}),
+                       key=ephemeral_key())
+    desired = loaded.desired
+    assert desired is not None, [str(e) for e in loaded.errors]
+    spec, _ = swarm_service_spec("p", desired.service("db"), "r1", host=desired.hosts[0],
+                                 declared_volumes=desired.volumes)
+    (mount,) = spec["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mount["Source"] == "p_data"
+    assert mount["VolumeOptions"]["DriverConfig"] == {"Name": "local", "Options": {
+        "type": "nfs", "o": "addr=10.0.0.9,rw", "device": ":/export/data"}}
+    assert mount["VolumeOptions"]["Labels"]["io.gitops.project"] == "p"
+
+
+def test_what_the_cluster_says_is_input_a_hostile_spec_label_and_a_decoy_service(desired_of) -> None:
+    from gitops.daemon.status import build_status
+
+    desired = desired_of({"web.yaml": service("web")})
+    deep = running(desired, swarm_hash="other", spec_json="[" * 100_000 + "]" * 100_000)
+    (step,) = plan(desired, cluster(deep)).steps
+    assert step.action == "update" and step.changes == (FieldChange("spec", None, None, secret=True),)
+    wide = running(desired, swarm_hash="other", spec_json=json.dumps({f"k{i}": i for i in range(5000)}))
+    (step,) = plan(desired, cluster(wide)).steps
+    assert len(step.changes) == 201 and step.changes[-1].path.endswith("more fields)")
+    # a service of the cluster carrying the project's labels under another name is not the one status shows
+    decoy = dataclasses.replace(running(desired), name="aaa_decoy", id="decoy", update_state="paused",
+                                task_error="fake")
+    doc = build_status(desired, cluster(decoy, running(desired)), source={}, last_pass=None, pins={}, last_good={},
+                       pending=None)
+    assert doc["services"][0]["swarm"]["service"] == "p_web"

@@ -162,7 +162,7 @@ def spec_image(spec_json: str) -> tuple[str, str]:
     is "" for an image run by its tag, both are "" for a label that does not parse."""
     try:
         image = json.loads(spec_json).get("image") if spec_json else None
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return "", ""
     if not isinstance(image, str):
         return "", ""

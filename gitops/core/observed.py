@@ -47,7 +47,8 @@ def converged(desired: DesiredState, *,
     services: dict[str, list[ObservedSwarmService]] = {h: [] for h in clusters}
     for svc in desired.services:
         if len(svc.hosts) == 1 and svc.hosts[0] in clusters:  # one Swarm service, as gitops made it
-            spec, _ = swarm_service_spec(project, svc, desired.revision, host=clusters[svc.hosts[0]])
+            spec, _ = swarm_service_spec(project, svc, desired.revision, host=clusters[svc.hosts[0]],
+                                         declared_volumes=desired.volumes)
             services[svc.hosts[0]].append(ObservedSwarmService(
                 host=svc.hosts[0], id=f"id-{spec['Name']}", name=spec["Name"], service=svc.name, version=1,
                 spec_hash=svc.spec_hash, swarm_hash=spec["Labels"][LABEL_SWARM_HASH], revision=desired.revision,

@@ -106,6 +106,9 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
         out[prefix] = value
 
 
+SPEC_LABEL_LIMIT = 256 * 1024  # a recorded spec longer than this is not read (gitops writes far less)
+MAX_CHANGES = 200  # field changes listed per Swarm step; the rest are counted
+
 REKEY_REASON = ("secret digests were made with another key (upgrade or another installation); "
                 "recreated to carry digests under this installation's key")
 
@@ -133,8 +136,8 @@ def compare_specs(old_json: str, new: ServiceSpec, *,
     key it cannot be known, so only the re-key is reported.
     """
     try:
-        old = json.loads(old_json) if old_json else None
-    except ValueError:
+        old = json.loads(old_json) if old_json and len(old_json) <= SPEC_LABEL_LIMIT else None
+    except (ValueError, RecursionError):  # a label read from the host: any text may be there
         old = None
     if not isinstance(old, dict):
         return (FieldChange("spec", None, None, secret=True),), False  # unknown old spec: say only that it differs
@@ -170,9 +173,9 @@ def swarm_changes(old_json: str, new_spec: dict[str, Any], svc: ServiceSpec) -> 
     container settings as for a container, plus replicas, placement, update policy and endpoint. Secret values are
     never shown."""
     try:
-        old = json.loads(old_json) if old_json else None
+        old = json.loads(old_json) if old_json and len(old_json) <= SPEC_LABEL_LIMIT else None
         new = json.loads(new_spec["Labels"][LABEL_SPEC])
-    except ValueError:
+    except (ValueError, RecursionError):  # a label is the cluster's word, not gitops': any text may be there
         old = new = None
     if not isinstance(old, dict) or not isinstance(new, dict):
         return (FieldChange("spec", None, None, secret=True),)
@@ -187,6 +190,8 @@ def swarm_changes(old_json: str, new_spec: dict[str, Any], svc: ServiceSpec) -> 
         if a != b:
             hidden = path in secrets or _is_digest(a) or _is_digest(b)
             changes.append(FieldChange(path, None if hidden else a, None if hidden else b, secret=hidden))
+    if len(changes) > MAX_CHANGES:
+        return (*changes[:MAX_CHANGES], FieldChange(f"({len(changes) - MAX_CHANGES} more fields)", None, None))
     return tuple(changes)
 
 
@@ -308,7 +313,7 @@ class _Planner:
     def infrastructure(self) -> None:
         needs: dict[tuple[str, str], set[str]] = defaultdict(set)  # (kind, name) -> hosts
         for svc in self.desired.services:
-            hosts = {i.host for i in self.desired.instances(svc)}
+            hosts = {i.host for i in self.desired.instances(svc)} | {h for h in svc.hosts if h in self.clusters}
             for net in svc.networks:
                 if not net.external:  # an external network exists already and is never gitops' to make
                     needs[("network", net.name)] |= hosts
@@ -361,6 +366,11 @@ class _Planner:
         moved = [s for s in self.swarm_by_service.get(svc.name, []) if cluster is None or s.host != cluster.name]
         if cluster is not None:
             self.swarm_service(svc, cluster)
+            # containers it ran as before (on plain hosts, or before the Host became a cluster) go once it converged
+            after = tuple(self.service_steps.get(svc.name, []))
+            for c in sorted(self.by_service.get(svc.name, []), key=lambda c: (c.host, c.slot, c.name)):
+                if c.host in self.reachable:
+                    self.steps.append(self._removal(c, f"the service now runs on Swarm cluster {cluster.name}", after))
         else:
             self.container_service(svc)
         for found in moved:  # it ran on a cluster it is no longer placed on
@@ -403,7 +413,8 @@ class _Planner:
             return
         obs = self.observed.host(cluster.name)
         assert obs is not None
-        spec, notes = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster)
+        spec, notes = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster,
+                                           declared_volumes=self.desired.volumes)
         name = spec["Name"]
         found = sorted((s for s in obs.services if s.service == svc.name), key=lambda s: (s.name != name, s.name))
         step_id = f"service/{svc.name}@{cluster.name}"

@@ -21,7 +21,7 @@ What Swarm does differently from gitops' own rollouts, and what this module does
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from gitops.core.model import (
     LABEL_KEY_ID,
     LABEL_KIND,
     LABEL_MANAGED,
+    LABEL_NAME,
     LABEL_PROJECT,
     LABEL_REVISION,
     LABEL_SERVICE,
@@ -40,12 +41,14 @@ from gitops.core.model import (
     HostSpec,
     RepoFile,
     ServiceSpec,
+    VolumeSpec,
     canonical_json,
     object_name,
 )
 
 NS = 1_000_000_000  # the Engine API counts durations in nanoseconds
 RESTART = {"no": "none", "on-failure": "on-failure", "always": "any", "unless-stopped": "any"}
+SECRET_LIMIT = 500 * 1024  # Swarm refuses a secret larger than this
 LABEL_SWARM_HASH = "io.gitops.swarm-spec-hash"  # the hash of the whole Swarm spec as gitops sent it
 
 
@@ -159,11 +162,14 @@ def _refuse_engine_only(svc: ServiceSpec) -> None:
         problems.append("securityOpt")
     if any(p.host_ip for p in svc.ports):
         problems.append("ports with hostIp (the routing mesh publishes on every node)")
+    big = [f.target for f in svc.files if f.secret and len(f.content) > SECRET_LIMIT]
+    if big:
+        problems.append(f"secret files over Swarm's {SECRET_LIMIT // 1024} KiB per secret: {', '.join(big)}")
     if problems:
         raise SwarmSpecError(f"{svc.name}: not possible on a Swarm service: {', '.join(problems)}")
 
 
-def _mount(m: Any, docker_volume: str) -> dict[str, Any]:
+def _mount(m: Any, docker_volume: str, project: str, declared: VolumeSpec | None) -> dict[str, Any]:
     if m.type == "tmpfs":
         out: dict[str, Any] = {"Type": "tmpfs", "Target": m.target}
         if m.size:
@@ -172,6 +178,14 @@ def _mount(m: Any, docker_volume: str) -> dict[str, Any]:
     out = {"Type": m.type, "Source": docker_volume if m.type == "volume" else m.source, "Target": m.target}
     if m.read_only:
         out["ReadOnly"] = True
+    if m.type == "volume" and declared is not None and not declared.external:
+        # each node makes the volume when a task first mounts it there: with the Volume's driver, options and
+        # labels (an NFS volume is the same share on every node), and the project's ownership labels
+        options: dict[str, Any] = {"Labels": {**dict(declared.labels), LABEL_MANAGED: "true", LABEL_PROJECT: project,
+                                              LABEL_KIND: "volume", LABEL_NAME: declared.name}}
+        if declared.driver != "local" or declared.options:
+            options["DriverConfig"] = {"Name": declared.driver, "Options": dict(declared.options)}
+        out["VolumeOptions"] = options
     return out
 
 
@@ -183,13 +197,14 @@ def _update_config(svc: ServiceSpec, monitor: float, *, rollback: bool = False) 
 
 def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: str = "",
                        host: HostSpec | None = None, networks: dict[str, str] | None = None,
-                       volumes: dict[str, str] | None = None,
-                       placement: Placement | None = None) -> tuple[dict[str, Any], tuple[str, ...]]:
+                       volumes: dict[str, str] | None = None, placement: Placement | None = None,
+                       declared_volumes: Iterable[VolumeSpec] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The Swarm ServiceSpec for ``svc``, and notes for the plan (a raised monitor).
 
     ``host``: the cluster (its endpoint and publish modes). ``networks``: manifest network name -> Docker
     network name, and ``volumes`` likewise; by default the project's own (``object_name``) or the external
-    ones. ``placement``: by default from the service's nodeSelector and spread. Secrets and configs are named
+    ones. ``placement``: by default from the service's nodeSelector and spread. ``declared_volumes``: the
+    Volume manifests, whose driver, options and labels go with each volume mount. Secrets and configs are named
     by SecretName only: the driver adds the ids Swarm gave them. Raises SwarmSpecError for a setting a Swarm
     service cannot have.
     """
@@ -203,6 +218,7 @@ def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: s
     endpoint_mode = host.endpoint_mode if host is not None else "vip"
     publish_mode = host.publish_mode if host is not None else "ingress"
     monitor, note = monitor_seconds(svc)
+    by_name = {v.name: v for v in declared_volumes}
     container: dict[str, Any] = {
         "Image": svc.run_image,
         "Env": [f"{e.name}={e.value}" for e in svc.env],
@@ -210,7 +226,8 @@ def swarm_service_spec(project: str, svc: ServiceSpec, revision: str, *, name: s
         "StopGracePeriod": _ns(svc.stop_grace_period),
         "Init": svc.init,
         "ReadOnly": svc.read_only_rootfs,
-        "Mounts": [_mount(m, volumes.get(m.source, m.external or m.source)) for m in svc.mounts],
+        "Mounts": [_mount(m, volumes.get(m.source, m.external or m.source), project, by_name.get(m.source))
+                   for m in svc.mounts],
     }
     if svc.entrypoint is not None:
         container["Command"] = list(svc.entrypoint)
@@ -296,15 +313,15 @@ def swarm_hash(spec: dict[str, Any], env_value: Callable[[str, str], str]) -> st
     container["Env"] = env
     task["ContainerSpec"] = container
     hashed = {**spec, "Labels": labels, "TaskTemplate": task}
-    return hashlib.sha256(canonical_json(_pruned(hashed)).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(omit_empty(hashed)).encode()).hexdigest()
 
 
-def _pruned(value: Any) -> Any:
+def omit_empty(value: Any) -> Any:
     """``value`` without empty, zero and false members: the Engine leaves those out when it answers (omitempty),
     so a spec read back must hash as the one sent."""
     if isinstance(value, dict):
-        out = {k: _pruned(v) for k, v in value.items()}
+        out = {k: omit_empty(v) for k, v in value.items()}
         return {k: v for k, v in out.items() if v not in (None, 0, False, "", [], {})}
     if isinstance(value, list):
-        return [_pruned(v) for v in value]
+        return [omit_empty(v) for v in value]
     return value

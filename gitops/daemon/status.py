@@ -17,6 +17,7 @@ from typing import Any
 from gitops.core.model import DesiredState, ObservedState, observed_to_dict, spec_image
 from gitops.core.plan import Plan
 from gitops.core.planner import PlanError, PlanOptions, plan
+from gitops.core.swarm import swarm_service_name
 from gitops.source import redact
 from gitops.state import PassRecord, StateStore
 
@@ -99,7 +100,10 @@ def build_status(desired: DesiredState | None, observed: ObservedState | None, *
             "last_good_revision": good[0] if good else "",
             "pinned_to": pins[svc.name][0] if svc.name in pins else "",
         }
-        tasks = [s for h in (observed.hosts if observed else ()) for s in h.services if s.service == svc.name]
+        # the Swarm service gitops made for it: on its cluster, by its name (another with the same labels is not it)
+        tasks = [s for h in (observed.hosts if observed else ()) for s in h.services
+                 if s.service == svc.name and svc.hosts[:1] == (s.host,)
+                 and s.name == swarm_service_name(desired.project.name if desired else "", svc.name)]
         if tasks:  # a Swarm service: Swarm runs its tasks, counted from the one list call of tasks
             found_service = tasks[0]
             current = found_service.spec_hash == svc.spec_hash and not found_service.hand_changed

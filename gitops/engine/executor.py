@@ -52,7 +52,7 @@ from gitops.engine.schedule import Level, Unit, UnitKind, Verdict, readiness, sc
 from gitops.errors import HostError, NotFound
 from gitops.failpoints import failpoint
 from gitops.hosts.docker import host_text
-from gitops.hosts.swarm import SwarmCluster
+from gitops.hosts.swarm import Convergence, SwarmCluster
 
 StepStatus = Literal["done", "failed", "rolled_back", "skipped", "unchanged"]
 EventHook = Callable[[str, str, str], None]  # (step id, status, message)
@@ -392,7 +392,8 @@ class Executor:
         self.on_event(step.id, "running", step.reason)
         try:
             cluster = self._cluster(step)
-            spec, _ = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster.spec)
+            spec, _ = swarm_service_spec(self.project, svc, self.desired.revision, host=cluster.spec,
+                                         declared_volumes=self.desired.volumes)
             auth = cluster.registry_auth(svc.run_image)
             service_id = ""
             for op in step.ops:
@@ -414,7 +415,11 @@ class Executor:
         batches = -(-max(1, svc.replicas) // max(1, svc.update.parallelism))
         monitor, _ = monitor_seconds(svc)
         deadline = time.monotonic() + batches * (svc.update.healthy_deadline + monitor + svc.stop_grace_period)
-        done = cluster.converge(service_id, deadline=deadline, cancel=self.cancel)
+        try:
+            done = cluster.converge(service_id, deadline=deadline, cancel=self.cancel,
+                                    roll_back=svc.update.failure_action == "rollback")
+        except HostError as exc:  # the manager stopped answering while the rollout went on: Swarm carries on
+            done = Convergence("failed", f"following the rollout: {exc}")
         if not done.ok:
             message = f"{step.label} on {step.host}: {done.message}"
             if done.task_errors:

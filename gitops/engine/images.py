@@ -38,13 +38,15 @@ def needs_digest(desired: DesiredState) -> list[ServiceSpec]:
 
 
 def running_digests(observed: ObservedState | None) -> dict[tuple[str, str], str]:
-    """(service, image as declared) -> the digest its containers were made from, read from their spec label."""
+    """(service, image as declared) -> the digest its containers (or its Swarm service) were made from, read from
+    their spec label."""
     out: dict[tuple[str, str], str] = {}
     for host in observed.hosts if observed else ():
-        for c in host.containers:
-            declared, digest = spec_image(c.spec_json)
+        made = [(c.service, c.spec_json) for c in host.containers] + [(s.service, s.spec_json) for s in host.services]
+        for service, spec_json in made:
+            declared, digest = spec_image(spec_json)
             if digest:
-                out[(c.service, declared)] = digest
+                out[(service, declared)] = digest
     return out
 
 

@@ -11,6 +11,7 @@ back, or the deadline passed (then it asks Swarm to roll back itself, if Swarm d
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -36,10 +37,11 @@ from gitops.core.model import (
     ServiceSpec,
     VolumeSpec,
 )
-from gitops.core.swarm import LABEL_SWARM_HASH, file_labels, swarm_files, swarm_hash
+from gitops.core.swarm import LABEL_SWARM_HASH, file_labels, omit_empty, swarm_files, swarm_hash
 from gitops.errors import HostError, NotFound
 from gitops.hosts.docker import DockerHost, host_text
 
+LOG_LIMIT = 64 * 1024  # bytes of a service's last log lines read as evidence
 POLL = 0.5  # seconds between looks at a rollout; Swarm itself updates task states about as often
 EnvValue = Callable[[str, str, str], str]  # (service, variable, value) -> what stands for it in the hash
 
@@ -69,6 +71,10 @@ class SwarmCluster(DockerHost):
     the engine sets it from the desired state, so that secret values are compared by their keyed digests."""
 
     env_value: EnvValue = staticmethod(_plain)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.made_files: set[str] = set()  # secrets and configs this connection created
 
     def observe(self, project: str, *, want_networks: Iterable[str] = (),
                 want_volumes: Iterable[str] = ()) -> HostObservation:
@@ -176,28 +182,43 @@ class SwarmCluster(DockerHost):
 
     # -- secrets and configs, named by their content ---------------------------------------------------------
     def ensure_files(self, project: str, svc: ServiceSpec) -> dict[str, str]:
-        """Create the secrets and configs ``svc`` mounts that do not exist yet; name -> id of each."""
+        """Create the secrets and configs ``svc`` mounts that do not exist yet; name -> id of each.
+
+        A name is known in advance (a config's comes from its content), so an object found under it is only
+        used when it is certainly ours: a config whose data is the content, a secret that a service of the
+        project mounts already. Any other one with the project's labels is removed and made again from the
+        content; one without them is refused."""
         ids: dict[str, str] = {}
+        used = self._files_in_use(project) if any(f.secret for f in svc.files) else set()
         for item in swarm_files(project, svc):
-            fn_list, fn_create = ((self.client.secrets, self.client.create_secret) if item.kind == "secret"
-                                  else (self.client.configs, self.client.create_config))
+            secret = item.kind == "secret"
+            fn_list, fn_create, fn_remove = (
+                (self.client.secrets, self.client.create_secret, self.client.remove_secret) if secret
+                else (self.client.configs, self.client.create_config, self.client.remove_config))
             found = [f for f in self._call(f"list {item.kind}s", fn_list, filters={"name": item.name})
                      if (f.get("Spec") or {}).get("Name") == item.name]
             if found:
-                labels = (found[0].get("Spec") or {}).get("Labels") or {}
+                spec = found[0].get("Spec") or {}
+                labels = spec.get("Labels") or {}
                 if labels.get(LABEL_PROJECT) != project or labels.get(LABEL_MANAGED) != "true":
                     raise HostError(self.name, f"a {item.kind} named {item.name} exists and is not managed by "
                                     f"project {project}; gitops never adopts it")
-                ids[item.name] = str(found[0]["ID"])
-                continue
+                ours = (item.name in used) if secret else (
+                    base64.b64decode(str(spec.get("Data") or "")) == item.file.content)
+                if ours:
+                    ids[item.name] = str(found[0]["ID"])
+                    continue
+                self._call(f"remove {item.kind} {item.name} (not made from this content)", fn_remove,
+                           str(found[0]["ID"]))
             made = self._call(f"create {item.kind} {item.name}", fn_create, item.name, item.file.content,
                               labels=file_labels(project, svc, item))
             ids[item.name] = str(made["ID"])
+            self.made_files.add(item.name)
         return ids
 
-    def remove_unused_files(self, project: str) -> list[str]:
-        """Remove the project's secrets and configs no service of the project mounts any more (Swarm cannot change
-        them in place, so each change leaves the old one behind). Returns the names removed."""
+    def _files_in_use(self, project: str) -> set[str]:
+        """The secrets and configs the project's services mount, in their spec or their previous spec (what a
+        rollback returns to)."""
         used: set[str] = set()
         listed = self._call("list services", self.client.services,
                             filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
@@ -206,6 +227,13 @@ class SwarmCluster(DockerHost):
                 container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
                 used |= {str(r.get("SecretName")) for r in container.get("Secrets") or []}
                 used |= {str(r.get("ConfigName")) for r in container.get("Configs") or []}
+        return used
+
+    def remove_unused_files(self, project: str) -> list[str]:
+        """Remove the project's secrets and configs no service of the project mounts any more (Swarm cannot change
+        them in place, so each change leaves the old one behind), except those this connection made (another
+        service of the same apply may be about to mount them). Returns the names removed."""
+        used = self._files_in_use(project) | self.made_files
         removed = []
         for found in self._list_files(project):
             if found.docker_name in used:
@@ -214,10 +242,8 @@ class SwarmCluster(DockerHost):
             try:
                 self._call(f"remove {found.kind} {found.docker_name}", fn, found.id)
                 removed.append(found.docker_name)
-            except NotFound:
-                continue
             except HostError:
-                continue  # still in use by a task that is stopping: the next pass removes it
+                continue  # gone already, or still in use by a task that is stopping: the next pass removes it
         return removed
 
     def _with_ids(self, project: str, svc: ServiceSpec | None, spec: dict[str, Any]) -> dict[str, Any]:
@@ -269,8 +295,10 @@ class SwarmCluster(DockerHost):
 
     # -- following a rollout ---------------------------------------------------------------------------------
     def converge(self, service_id: str, *, deadline: float, cancel: threading.Event | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> Convergence:
-        """Wait until every desired task of the service runs (healthy, on its current spec), or it failed."""
+                 clock: Callable[[], float] = time.monotonic, roll_back: bool = True) -> Convergence:
+        """Wait until every desired task of the service runs (healthy, on its current spec), or it failed.
+        ``roll_back``: when the deadline passes during an update, ask Swarm to roll back (failureAction:
+        rollback); else leave it as it is (pause), and report the failure either way."""
         rolled_back_by_us = False
         while True:
             info = self._call("inspect service", self.client.inspect_service, service_id)
@@ -285,7 +313,7 @@ class SwarmCluster(DockerHost):
                 return Convergence("converged")
             timed_out = clock() >= deadline or (cancel is not None and cancel.is_set())
             if timed_out and not rolled_back_by_us:
-                if state in ("updating", "completed"):
+                if state in ("updating", "completed") and roll_back:
                     self.rollback_service(service_id)  # Swarm did not: gitops does, and waits for it to finish
                     rolled_back_by_us = True
                     deadline = clock() + 60
@@ -318,19 +346,32 @@ class SwarmCluster(DockerHost):
     def service_logs(self, service_id: str, *, tail: int = 20) -> str:
         try:
             raw = self.client.service_logs(service_id, stdout=True, stderr=True, tail=tail, follow=False)
-            data = b"".join(raw) if not isinstance(raw, bytes) else raw
+            if isinstance(raw, bytes):
+                data = raw[-LOG_LIMIT:]
+            else:
+                chunks, size = [], 0
+                for chunk in raw:  # tail counts lines per task: a task that writes huge lines is cut here
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > LOG_LIMIT:
+                        break
+                data = b"".join(chunks)[-LOG_LIMIT:]
         except Exception:  # noqa: BLE001 - logs are evidence, not a reason to fail
             return ""
         return host_text(data.decode("utf-8", "replace"), limit=4000)
 
 
 def _task_spec(spec: dict[str, Any]) -> str:
-    """A task template as compared between a task and its service: what Swarm adds or fills in left out."""
-    container = {k: v for k, v in (spec.get("ContainerSpec") or {}).items() if k != "Isolation"}
+    """A task template as compared between a task and its service (a task carries a copy of the template it was
+    made from): the whole of it, so that a change of placement, networks or restart policy is waited for too, with
+    what Swarm fills in on either side left out."""
+    template = {k: v for k, v in spec.items() if k not in ("ForceUpdate", "Runtime")}
+    container = {k: v for k, v in (template.get("ContainerSpec") or {}).items() if k != "Isolation"}
     for key, id_key in (("Secrets", "SecretID"), ("Configs", "ConfigID")):
         if key in container:
             container[key] = [{k: v for k, v in ref.items() if k != id_key} for ref in container[key]]
-    return json.dumps({"ContainerSpec": container, "Resources": spec.get("Resources") or {}}, sort_keys=True)
+    template["ContainerSpec"] = container
+    return json.dumps(omit_empty(template), sort_keys=True)
 
 
 def _runs(task: dict[str, Any], template: dict[str, Any]) -> bool:

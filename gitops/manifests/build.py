@@ -284,7 +284,14 @@ class _Builder:
                 try:
                     check_swarm_service(svc)
                 except SwarmSpecError as exc:
-                    self.errors.append(doc.error(("spec",), f"spec: {exc}"))
+                    self.errors.append(doc.error(("spec",), f"spec: {str(exc).removeprefix(svc.name + ': ')}"))
+                removed = sorted({m.source for m in svc.mounts if m.type == "volume"} & {v.name for v in volumes
+                                                                                         if v.remove})
+                for name in removed:
+                    self.errors.append(doc.error(("spec", "mounts"), f"spec.mounts: Volume {name} says remove: true, "
+                                                 f"but {svc.hosts[0]} is a Swarm cluster, where each node that ran a "
+                                                 "task has its own copy, which gitops cannot reach; remove it on "
+                                                 "each node (docker volume rm), and drop remove: true"))
         return DesiredState(project, hosts, networks, volumes, services, registries=self.registries())
 
     def registries(self) -> tuple[RegistrySpec, ...]:

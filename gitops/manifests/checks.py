@@ -276,6 +276,16 @@ class _Checker:
             self.err(doc, where, f"spec.placement: the service would run on {', '.join(sorted(placed))}, and "
                      f"{on_swarm[0]} is a Swarm cluster, which runs a service alone (Swarm places its tasks on the "
                      f"cluster's nodes); set placement.hosts: [{on_swarm[0]}], or place it on plain hosts only")
+        for key in placement.get("nodeSelector") or {}:
+            if str(key).startswith("node."):
+                self.err(doc, ("spec", "placement", "nodeSelector", key), f"spec.placement.nodeSelector.{key}: write "
+                         f"the node label's name alone ({str(key).removeprefix('node.labels.')}); gitops writes "
+                         "node.labels.NAME==VALUE itself, and only node labels can be selected")
+        for i, label in enumerate(placement.get("spread") or []):
+            if str(label).startswith("node."):
+                self.err(doc, ("spec", "placement", "spread", i), f"spec.placement.spread[{i}]: write the node "
+                         f"label's name alone ({str(label).removeprefix('node.labels.')}); gitops spreads over "
+                         "node.labels.NAME itself")
         for field in ("nodeSelector", "spread"):
             if placement.get(field) and not on_swarm:
                 self.err(doc, ("spec", "placement", field), f"spec.placement.{field}: only applies to a service "
@@ -359,7 +369,7 @@ class _Checker:
                          "reserved for gitops' ownership labels", key=True)
 
         self.values(doc, spec)
-        self.health_and_ports(doc, spec)
+        self.health_and_ports(doc, spec, on_cluster=self._cluster_of(spec, hosts) is not None)
 
     def files(self, doc: Document, spec: dict[str, Any]) -> None:
         """Targets of repository files: clean absolute paths, each once, and somewhere Docker can copy to."""
@@ -428,7 +438,19 @@ class _Checker:
                 except ValueError as exc:
                     self.err(doc, ("spec", "mounts", i, "size"), f"spec.mounts[{i}].size: {exc}")
 
-    def health_and_ports(self, doc: Document, spec: dict[str, Any]) -> None:
+    @staticmethod
+    def _cluster_of(spec: dict[str, Any], hosts: list[Document]) -> Document | None:
+        """The Swarm cluster (a Host with mode: swarm) the service is placed on alone, if it is."""
+        placed = place(spec, hosts) if hosts else []
+        found = [h for h in hosts if h.name in placed and spec_of(h).get("mode") == "swarm"]
+        return found[0] if len(placed) == 1 and found else None
+
+    def health_and_ports(self, doc: Document, spec: dict[str, Any], *, on_cluster: bool = False) -> None:
+        """Checks of health probes and host ports that hold for containers gitops places on a host. On a Swarm
+        cluster, tasks run where Swarm puts them, an http/tcp probe is refused when the service is built (with the
+        way out), and published ports go through the routing mesh or to the task's own node."""
+        if on_cluster:
+            return
         hc = spec.get("healthcheck") or {}
         probe = hc.get("http") or hc.get("tcp")
         ports = spec.get("ports") or []
@@ -460,7 +482,7 @@ class _Checker:
         for name in sorted(services):
             spec = services[name]
             placed = place(spec, hosts)
-            if not placed:
+            if not placed or self._cluster_of(spec, hosts) is not None:  # Swarm places a cluster's tasks
                 continue
             replicas = spec.get("replicas", 1)
             for slot in range(replicas):
