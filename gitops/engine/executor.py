@@ -432,11 +432,11 @@ class Executor:
             result.services[svc.name] = ServiceOutcome(svc.name, status, message, done.logs.strip(),
                                                        "; ".join(done.task_errors))
             return False
-        all_running()
+        self._record(result, step, "done", seconds=time.monotonic() - started)
+        all_running()  # every task runs, healthy, on the new spec: dependents may go
         all_healthy()
         with contextlib.suppress(HostError):  # old secrets and configs: the next pass removes them otherwise
             self._call(cluster.remove_unused_files, self.project)
-        self._record(result, step, "done", seconds=time.monotonic() - started)
         ok = self._removals(removals, result) if removals else True
         result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
         return ok
