@@ -100,6 +100,7 @@ def test_a_change_is_an_update_in_place_shown_field_by_field(desired_of) -> None
     assert changes["placement.constraints"].new == ["node.labels.zone==b"]
     assert changes["placement.spread"].new == ["rack"]
     assert "s3cr3t" not in made.to_json()
+    assert any("secret env TOKEN is part of the Swarm service's spec" in w for w in made.warnings), made.warnings
 
 
 def test_a_hand_change_is_put_back_or_only_reported_with_self_heal_off(desired_of) -> None:

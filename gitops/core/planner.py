@@ -421,6 +421,11 @@ class _Planner:
         deps = tuple(sorted(set(self._infra_deps(svc, cluster.name)) | set(self._dependency_steps(svc))))
         for extra in found[1:]:  # a second Swarm service claiming the same gitops service: not ours to keep
             self.steps.append(self._swarm_removal(extra, "a second Swarm service of this service", (step_id,)))
+        secret_env = sorted(e.name for e in svc.env if e.secret)
+        if secret_env:  # told with every change of the service, so that it is seen before the value is sent
+            notes = (*notes, f"{svc.name}: secret env {', '.join(secret_env)} is part of the Swarm service's spec, "
+                             "readable by anyone who can `docker service inspect` it (and kept in its previous "
+                             "spec after a change); deliver it as files with secret: true to make it a Swarm secret")
         args = SwarmArgs(svc.name)
         if not found:
             self.warnings.extend(notes)
