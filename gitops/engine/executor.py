@@ -289,9 +289,20 @@ class Executor:
             else:
                 in_flight -= 1
                 final[unit] = message
+        self._swarm_cleanup(plan)
         result.seconds = time.monotonic() - started
         result.created = dict(self._created)
         return result
+
+    def _swarm_cleanup(self, plan: Plan) -> None:
+        """Once every unit is done: the secrets and configs that no Swarm service of the project mounts any more
+        (a change or a removal leaves them behind; Swarm cannot change one in place), once per cluster."""
+        clusters = {s.host for s in plan.steps for op in s.ops if op.kind.startswith("service_")}
+        for name in sorted(clusters):
+            host = self.hosts.get(name)
+            if isinstance(host, SwarmCluster):
+                with contextlib.suppress(HostError):  # the next apply removes them otherwise
+                    self._call(host.remove_unused_files, self.project)
 
     def _skip(self, steps: list[Step], result: ApplyResult, message: str) -> None:
         for step in steps:
@@ -382,7 +393,6 @@ class Executor:
                             f"service {step.name} of project {self.project}; gitops never touches a service it "
                             "does not manage")
         self._call(cluster.remove_service, str(info["ID"]))
-        self._call(cluster.remove_unused_files, self.project)
 
     def _swarm_service(self, svc: ServiceSpec, steps: list[Step], result: ApplyResult,
                        all_running: Callable[[], None], all_healthy: Callable[[], None]) -> bool:
@@ -435,8 +445,6 @@ class Executor:
         self._record(result, step, "done", seconds=time.monotonic() - started)
         all_running()  # every task runs, healthy, on the new spec: dependents may go
         all_healthy()
-        with contextlib.suppress(HostError):  # old secrets and configs: the next pass removes them otherwise
-            self._call(cluster.remove_unused_files, self.project)
         ok = self._removals(removals, result) if removals else True
         result.services[svc.name] = ServiceOutcome(svc.name, "converged" if ok else "failed")
         return ok

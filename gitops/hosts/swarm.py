@@ -236,8 +236,8 @@ class SwarmCluster(DockerHost):
 
     def remove_unused_files(self, project: str) -> list[str]:
         """Remove the project's secrets and configs no service of the project mounts any more (Swarm cannot change
-        them in place, so each change leaves the old one behind), except those this connection made (another
-        service of the same apply may be about to mount them). Returns the names removed."""
+        them in place, so each change leaves the old one behind), except those this connection made (a service of
+        the same apply may be about to mount them). Returns the names removed."""
         used = self._files_in_use(project) | self.made_files
         removed = []
         for found in self._list_files(project):
