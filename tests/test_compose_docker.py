@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemonutil import DaemonProcess
+from tests.dockerutil import project_containers
 from tests.hostile import run_gitops
 from tests.sampling import Prober, fetch
 
@@ -70,7 +71,7 @@ def files(tag: int, check: str = ANY_VERSION, extra: str = "extra v1") -> dict[s
 
 
 def containers(client, project: str, service: str) -> list:  # type: ignore[no-untyped-def]
-    return client.containers.list(filters={"label": [f"io.gitops.project={project}", f"io.gitops.service={service}"]})
+    return project_containers(client, project, f"io.gitops.service={service}")
 
 
 def run(container, *command: str) -> str:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from tests.conftest import service
+from tests.dockerutil import project_containers
 from tests.sampling import Prober, RunningPerService, fetch
 
 pytestmark = pytest.mark.docker
@@ -27,8 +28,7 @@ def free_port() -> int:
 
 
 def running(client, project: str, svc: str | None = None) -> list:
-    labels = [f"io.gitops.project={project}"] + ([f"io.gitops.service={svc}"] if svc else [])
-    return client.containers.list(filters={"label": labels})
+    return project_containers(client, project, *([f"io.gitops.service={svc}"] if svc else []))
 
 
 def web(body: str = "", image: str = "local/web:1", name: str = "web") -> dict[str, str]:
