@@ -74,7 +74,7 @@ class SwarmCluster(DockerHost):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.made_files: set[str] = set()  # secrets and configs this connection created
+        self._networks_seen: list[dict[str, Any]] | None = None  # one network list per observation
         self._view_lock = threading.Lock()  # one look at the rollouts in progress, shared (_rollout_view)
         self._following: set[str] = set()
         self._view_services: dict[str, dict[str, Any]] = {}
@@ -101,7 +101,7 @@ class SwarmCluster(DockerHost):
         self._networks_seen = None  # listed again for each observation
         try:
             listed = self._call("list services", self.client.services,
-                                filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
+                                filters=_owned_by(project))
         except HostError as exc:
             if "not a swarm manager" in str(exc).lower() or "swarm mode" in str(exc).lower():
                 raise HostError(self.name, "this engine is not a Swarm manager (the Host says mode: swarm): run "
@@ -123,8 +123,6 @@ class SwarmCluster(DockerHost):
         if self._networks_seen is None:
             self._networks_seen = list(self._call("list networks", self.client.networks))
         return self._networks_seen
-
-    _networks_seen: list[dict[str, Any]] | None = None
 
     def _observed_service(self, item: dict[str, Any], env_value: EnvValue, tasks: list[dict[str, Any]],
                           network_names: dict[str, str]) -> ObservedSwarmService:
@@ -218,7 +216,6 @@ class SwarmCluster(DockerHost):
             made = self._call(f"create {item.kind} {item.name}", fn_create, item.name, item.file.content,
                               labels=file_labels(project, svc, item))
             ids[item.name] = str(made["ID"])
-            self.made_files.add(item.name)
         return ids
 
     def _files_in_use(self, project: str) -> set[str]:
@@ -226,7 +223,7 @@ class SwarmCluster(DockerHost):
         rollback returns to)."""
         used: set[str] = set()
         listed = self._call("list services", self.client.services,
-                            filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]})
+                            filters=_owned_by(project))
         for item in listed:
             for spec in (item.get("Spec") or {}, item.get("PreviousSpec") or {}):
                 container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
@@ -236,9 +233,9 @@ class SwarmCluster(DockerHost):
 
     def remove_unused_files(self, project: str) -> list[str]:
         """Remove the project's secrets and configs no service of the project mounts any more (Swarm cannot change
-        them in place, so each change leaves the old one behind), except those this connection made (a service of
-        the same apply may be about to mount them). Returns the names removed."""
-        used = self._files_in_use(project) | self.made_files
+        them in place, so each change leaves the old one behind). The executor calls it once every unit of an
+        apply is done, so no service is about to mount one. Returns the names removed."""
+        used = self._files_in_use(project)
         removed = []
         for found in self._list_files(project):
             if found.docker_name in used:
@@ -392,6 +389,11 @@ class SwarmCluster(DockerHost):
         except Exception:  # noqa: BLE001 - logs are evidence, not a reason to fail
             return ""
         return host_text(data.decode("utf-8", "replace"), limit=4000)
+
+
+def _owned_by(project: str) -> dict[str, list[str]]:
+    """The list filter for what gitops made for ``project`` (its services)."""
+    return {"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_MANAGED}=true"]}
 
 
 def _task_spec(spec: dict[str, Any]) -> str:
